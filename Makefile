@@ -1,0 +1,52 @@
+# Seattle crime pipeline. `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 90
+
+.DEFAULT_GOAL := help
+.PHONY: help install run status demo test lint format requirements clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+$(STAMP): requirements.txt
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found: install Python 3.11 or run make PYTHON=/path/to/python3.11"; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "installing pinned requirements into $(VENV) (about a minute the first time)"
+	@$(BIN)/python -m pip install -qq --upgrade pip
+	@$(BIN)/python -m pip install -qq -r requirements.txt
+	@touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install the pinned requirements
+
+run: $(STAMP) ## load every missing month from the live SPD API into data/lake and data/warehouse.duckdb
+	$(BIN)/python -m flows run $(ARGS)
+
+status: $(STAMP) ## show the months in the lake and what is missing
+	$(BIN)/python -m flows status $(ARGS)
+
+demo: $(STAMP) ## the same pipeline offline, against the local Socrata-compatible server (data/demo/)
+	$(BIN)/python -m tests.demo $(ARGS)
+
+test: $(STAMP) lint ## lint, then the whole test suite (offline)
+	$(BIN)/python -m pytest $(ARGS)
+
+lint: $(STAMP) ## ruff and sqlfluff, as CI runs them
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/sqlfluff lint dbt/models dbt/macros dbt/tests
+
+format: $(STAMP) ## apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+requirements: ## regenerate requirements.txt from requirements.in (needs uv)
+	uv pip compile requirements.in -o requirements.txt --python-version 3.11 --quiet --custom-compile-command "make requirements"
+
+clean: ## remove the virtual environment and dbt outputs (keeps data/)
+	rm -rf $(VENV) dbt/target dbt/logs

@@ -1,0 +1,265 @@
+"""The Prefect flow. Orchestration only: every step is a plain function from another module."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import (
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
+from prefect.cache_policies import NO_CACHE
+from prefect.futures import PrefectFuture
+
+from flows.datasets import SPD_CRIME, DatasetSpec
+from flows.errors import ConfigError, PipelineError
+from flows.lake import Lake, open_lake
+from flows.plan import RunParams, plan_months, validate_params
+from flows.settings import Settings, load_settings
+from flows.socrata import SocrataClient
+from flows.source import check_contract, fetch_month
+from flows.transform import run_dbt_build
+from flows.warehouse import rebuild_duckdb_staging
+
+
+@dataclass
+class MonthResult:
+    month: str
+    reason: str
+    rows: int = 0
+    pages: int = 0
+    requests: int = 0
+    seconds: float = 0.0
+    nulled: dict[str, int] = field(default_factory=dict)
+    error: str = ""
+
+    @property
+    def values_nulled(self) -> int:
+        return sum(self.nulled.values())
+
+
+@dataclass
+class RunSummary:
+    months: list[MonthResult]
+    staging_rows: int | None = None
+    seconds: float = 0.0
+    requests: int = 0
+    new_fields: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[MonthResult]:
+        return [m for m in self.months if m.error]
+
+    @property
+    def rows_loaded(self) -> int:
+        return sum(m.rows for m in self.months if not m.error)
+
+
+def make_client(settings: Settings) -> SocrataClient:
+    return SocrataClient(
+        settings.source_url,
+        app_token=settings.app_token,
+        timeout_s=settings.http_timeout_s,
+        attempts=settings.http_attempts,
+        backoff_s=settings.http_backoff_s,
+        pool_size=max(settings.concurrency, 4),
+    )
+
+
+@task(name="check-source-contract", cache_policy=NO_CACHE)
+def check_source_contract(client: SocrataClient, spec: DatasetSpec) -> list[str]:
+    new_fields = check_contract(client, spec)
+    if new_fields:
+        get_run_logger().warning(
+            "the source has fields the pipeline does not load yet: %s", ", ".join(new_fields)
+        )
+    return new_fields
+
+
+@task(name="load-month", task_run_name="load-{month}", cache_policy=NO_CACHE)
+def load_month(
+    client: SocrataClient,
+    spec: DatasetSpec,
+    lake: Lake,
+    settings: Settings,
+    month: str,
+    reason: str,
+) -> MonthResult:
+    """Fetch one month completely, then replace it in the lake. A failure writes nothing."""
+    logger = get_run_logger()
+    try:
+        data = fetch_month(client, spec, month, settings.page_size, settings.month_attempts)
+    except PipelineError as exc:
+        logger.error("%s: %s", month, exc)
+        return MonthResult(month, reason, error=str(exc))
+    if data.rows == 0 and month not in lake.months():
+        logger.info("%s: the source has no rows; nothing to write", month)
+    else:
+        lake.write_month(month, data.table)
+    nulled = ", ".join(f"{k}={v}" for k, v in sorted(data.nulled.items())) or "none"
+    logger.info(
+        "%s (%s): %d rows in %d page(s), %.1fs; values nulled: %s",
+        month,
+        reason,
+        data.rows,
+        data.pages,
+        data.seconds,
+        nulled,
+    )
+    return MonthResult(
+        month, reason, data.rows, data.pages, data.requests, round(data.seconds, 2), data.nulled
+    )
+
+
+@task(name="rebuild-staging", cache_policy=NO_CACHE)
+def rebuild_staging(settings: Settings, spec: DatasetSpec, lake: Lake) -> int:
+    if settings.warehouse != "duckdb":
+        raise ConfigError(
+            f"CRIME_WAREHOUSE={settings.warehouse!r} is not available in this version: use duckdb."
+        )
+    return rebuild_duckdb_staging(
+        settings.duckdb_file(), spec, lake.root, settings.staging_dataset, bool(lake.months())
+    )
+
+
+def load_months(
+    client: SocrataClient,
+    spec: DatasetSpec,
+    lake: Lake,
+    settings: Settings,
+    plan: dict[str, str],
+) -> list[MonthResult]:
+    """Submit months with at most `concurrency` in flight, reporting progress as they finish."""
+    logger = get_run_logger()
+    progress = create_progress_artifact(0.0, key="load-progress", description="Months loaded")
+    in_flight: list[PrefectFuture[MonthResult]] = []
+    results: list[MonthResult] = []
+
+    def collect(future: PrefectFuture[MonthResult]) -> None:
+        results.append(future.result())
+        done = len(results)
+        update_progress_artifact(progress, 100.0 * done / len(plan))
+        if done % 12 == 0 or done == len(plan):
+            logger.info("progress: %d/%d months done", done, len(plan))
+
+    for month, reason in plan.items():
+        if len(in_flight) >= settings.concurrency:
+            collect(in_flight.pop(0))
+        in_flight.append(load_month.submit(client, spec, lake, settings, month, reason))
+    for future in in_flight:
+        collect(future)
+    return sorted(results, key=lambda r: r.month)
+
+
+def publish_summary(summary: RunSummary) -> None:
+    rows = [
+        {
+            "month": m.month,
+            "reason": m.reason,
+            "rows": m.rows,
+            "pages": m.pages,
+            "requests": m.requests,
+            "seconds": m.seconds,
+            "values nulled": m.values_nulled,
+            "nulled by column": ", ".join(f"{k}={v}" for k, v in sorted(m.nulled.items())),
+            "error": m.error,
+        }
+        for m in summary.months
+    ]
+    create_table_artifact(
+        rows,
+        key="load-summary",
+        description=(
+            f"{len(summary.months)} month(s), {summary.rows_loaded} rows, "
+            f"{len(summary.failed)} failed, {summary.requests} requests, {summary.seconds:.1f}s"
+        ),
+    )
+
+
+@flow(name="parent_process_data")
+def parent_process_data(
+    start_month: str | None = None,
+    end_month: str | None = None,
+    refresh_months: int | None = None,
+    force_months: Sequence[str] | None = None,
+) -> dict:
+    """Load every missing month of SPD crime data into the lake, then rebuild the warehouse.
+
+    Args:
+        start_month: First month to keep loaded, YYYY-MM (default CRIME_START_MONTH, 2008-01).
+        end_month: Last month, YYYY-MM (default: the last complete month in Seattle).
+        refresh_months: Trailing months fetched again even if present (SPD revises them).
+        force_months: Months to fetch again whatever the lake holds, YYYY-MM each.
+    """
+    return run_pipeline(load_settings(), start_month, end_month, refresh_months, force_months)
+
+
+def run_pipeline(
+    settings: Settings,
+    start_month: str | None = None,
+    end_month: str | None = None,
+    refresh_months: int | None = None,
+    force_months: Sequence[str] | None = None,
+    spec: DatasetSpec = SPD_CRIME,
+) -> dict:
+    logger = get_run_logger()
+    started = time.monotonic()
+    params: RunParams = validate_params(
+        start_month or settings.start_month,
+        end_month,
+        settings.refresh_months if refresh_months is None else refresh_months,
+        force_months,
+    )
+    spec = spec.with_source(settings.source_url, settings.dataset_id)
+    lake = open_lake(settings.lake_root(), spec)
+    client = make_client(settings)
+    try:
+        new_fields = check_source_contract(client, spec)
+        plan = plan_months(params, lake.months())
+        logger.info(
+            "loading %d month(s) from %s dataset %s into %s (%d in parallel)",
+            len(plan),
+            spec.portal_url,
+            spec.dataset_id,
+            lake.root,
+            settings.concurrency,
+        )
+        results = load_months(client, spec, lake, settings, plan)
+        summary = RunSummary(results, new_fields=new_fields)
+        summary.staging_rows = rebuild_staging(settings, spec, lake)
+        logger.info(
+            "staging %s.%s shows %d rows", settings.staging_dataset, spec.name, summary.staging_rows
+        )
+        if settings.run_dbt:
+            run_dbt_build(settings)
+        summary.requests = client.requests_made
+    finally:
+        client.close()
+    summary.seconds = round(time.monotonic() - started, 2)
+    publish_summary(summary)
+    logger.info(
+        "done: %d month(s), %d rows, %d failed, %d requests, %.1fs",
+        len(summary.months),
+        summary.rows_loaded,
+        len(summary.failed),
+        summary.requests,
+        summary.seconds,
+    )
+    if summary.failed:
+        names = ", ".join(m.month for m in summary.failed)
+        raise PipelineError(
+            f"{len(summary.failed)} month(s) could not be loaded ({names}); the others were "
+            f"loaded and nothing partial was written: run again to retry them. "
+            f"First error: {summary.failed[0].error}"
+        )
+    return {
+        "months": [asdict(m) for m in summary.months],
+        "rows_loaded": summary.rows_loaded,
+        "staging_rows": summary.staging_rows,
+        "requests": summary.requests,
+        "seconds": summary.seconds,
+    }

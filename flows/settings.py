@@ -1,0 +1,128 @@
+"""One typed settings object, resolved once from environment variables with safe local defaults.
+
+Every variable is documented in the README's Configuration section.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Literal
+
+from flows.errors import ConfigError
+from flows.months import parse_month
+
+Warehouse = Literal["duckdb", "bigquery"]
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Settings:
+    source_url: str = "https://data.seattle.gov"
+    dataset_id: str = "tazs-3rd5"
+    lake_url: str = "data/lake"
+    warehouse: Warehouse = "duckdb"
+    duckdb_path: str = "data/warehouse.duckdb"
+    start_month: str = "2008-01"
+    refresh_months: int = 2
+    concurrency: int = 4
+    page_size: int = 50_000
+    http_timeout_s: float = 60.0
+    http_attempts: int = 6
+    http_backoff_s: float = 1.0
+    month_attempts: int = 3
+    staging_dataset: str = "crime_staging"
+    dbt_target: str = "duckdb"
+    run_dbt: bool = True
+    dbt_project_dir: str = str(PROJECT_ROOT / "dbt")
+    # never printed: repr=False keeps it out of logs, artifacts and tracebacks
+    app_token: str | None = field(default=None, repr=False)
+
+    def lake_root(self) -> str:
+        """The lake location: a gs:// URL as given, a local path made absolute."""
+        if "://" in self.lake_url:
+            return self.lake_url.rstrip("/")
+        return str(Path(self.lake_url).expanduser().resolve())
+
+    def duckdb_file(self) -> str:
+        return str(Path(self.duckdb_path).expanduser().resolve())
+
+    def with_overrides(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number: set it to an integer.") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={value} is too small: it must be at least {minimum}.")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number: set it to a number.") from None
+    if value < 0:
+        raise ConfigError(f"{name}={value} is negative: set it to zero or more.")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.lower() in {"1", "true", "yes", "on"}:
+        return True
+    if raw.lower() in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"{name}={raw!r} is not a boolean: use true or false.")
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read settings from the environment (or a given mapping) and validate them."""
+    env = os.environ if env is None else env
+    base = Settings()
+    warehouse = env.get("CRIME_WAREHOUSE", base.warehouse).strip().lower()
+    if warehouse not in ("duckdb", "bigquery"):
+        raise ConfigError(
+            f"CRIME_WAREHOUSE={warehouse!r} is not supported: use 'duckdb' or 'bigquery'."
+        )
+    source_url = env.get("CRIME_SOURCE_URL", base.source_url).strip().rstrip("/")
+    if not source_url.startswith(("http://", "https://")):
+        raise ConfigError(
+            f"CRIME_SOURCE_URL={source_url!r} is not an http(s) URL: "
+            "use the portal's address, for example https://data.seattle.gov."
+        )
+    return Settings(
+        source_url=source_url,
+        dataset_id=env.get("CRIME_DATASET_ID", base.dataset_id).strip(),
+        lake_url=env.get("CRIME_LAKE_URL", base.lake_url).strip(),
+        warehouse=warehouse,  # type: ignore[arg-type]
+        duckdb_path=env.get("CRIME_DUCKDB_PATH", base.duckdb_path).strip(),
+        start_month=parse_month(
+            env.get("CRIME_START_MONTH", base.start_month), "CRIME_START_MONTH"
+        ),
+        refresh_months=_int(env, "CRIME_REFRESH_MONTHS", base.refresh_months),
+        concurrency=_int(env, "CRIME_CONCURRENCY", base.concurrency, minimum=1),
+        page_size=_int(env, "CRIME_PAGE_SIZE", base.page_size, minimum=1),
+        http_timeout_s=_float(env, "CRIME_HTTP_TIMEOUT", base.http_timeout_s),
+        http_attempts=_int(env, "CRIME_HTTP_ATTEMPTS", base.http_attempts, minimum=1),
+        http_backoff_s=_float(env, "CRIME_HTTP_BACKOFF", base.http_backoff_s),
+        month_attempts=_int(env, "CRIME_MONTH_ATTEMPTS", base.month_attempts, minimum=1),
+        staging_dataset=env.get("CRIME_STAGING_DATASET", base.staging_dataset).strip(),
+        dbt_target=env.get("CRIME_DBT_TARGET", warehouse).strip(),
+        run_dbt=_bool(env, "CRIME_RUN_DBT", base.run_dbt),
+        app_token=env.get("SOCRATA_APP_TOKEN") or None,
+    )

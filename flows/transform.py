@@ -1,0 +1,36 @@
+"""dbt build on the warehouse, through prefect-dbt so each model shows as a task in the run."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from flows.errors import PipelineError
+from flows.settings import Settings
+
+
+def dbt_env(settings: Settings) -> dict[str, str]:
+    """The variables dbt's profiles.yml and sources read (see dbt/profiles.yml)."""
+    return {
+        "CRIME_DUCKDB_PATH": settings.duckdb_file(),
+        "CRIME_STAGING_DATASET": settings.staging_dataset,
+        "CRIME_DBT_TARGET": settings.dbt_target,
+    }
+
+
+def run_dbt_build(settings: Settings, target_path: str | None = None) -> None:
+    """`dbt build` (models and tests); any failure raises with dbt's own messages."""
+    from prefect_dbt import PrefectDbtRunner, PrefectDbtSettings
+
+    os.environ.update(dbt_env(settings))
+    project_dir = Path(settings.dbt_project_dir)
+    dbt_settings = PrefectDbtSettings(
+        project_dir=project_dir,
+        profiles_dir=project_dir,
+        target_path=Path(target_path or project_dir / "target"),
+    )
+    runner = PrefectDbtRunner(settings=dbt_settings, raise_on_failure=True)
+    try:
+        runner.invoke(["build", "--target", settings.dbt_target])
+    except ValueError as exc:
+        raise PipelineError(f"dbt build failed: {exc}") from None

@@ -1,0 +1,56 @@
+"""The warehouse's staging relation over the lake, rebuilt before each dbt run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+
+from flows.datasets import DatasetSpec
+
+DUCKDB_TYPES = {
+    pa.string(): "varchar",
+    pa.float64(): "double",
+    pa.timestamp("us"): "timestamp",
+    pa.timestamp("us", tz="UTC"): "timestamptz",
+}
+
+
+def _quote_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def duckdb_staging_sql(
+    spec: DatasetSpec, lake_dataset_root: str, schema: str, has_files: bool
+) -> str:
+    """DDL for the staging view: the whole lake through read_parquet with hive partitioning.
+
+    An empty lake gets a typed view with no rows, so dbt can still build (and find nothing).
+    """
+    relation = f"{schema}.{spec.name}"
+    partition = spec.partition_column
+    if has_files:
+        pattern = _quote_literal(str(Path(lake_dataset_root, "*", "*.parquet")))
+        body = (
+            f"select * from read_parquet({pattern}, hive_partitioning = true, "
+            f"hive_types = {{'{partition}': varchar}}, union_by_name = true)"
+        )
+    else:
+        columns = [f"cast(null as {DUCKDB_TYPES[f.type]}) as {f.name}" for f in spec.arrow_schema()]
+        columns.append(f"cast(null as varchar) as {partition}")
+        body = "select " + ", ".join(columns) + " where false"
+    return f"create or replace view {relation} as {body}"
+
+
+def rebuild_duckdb_staging(
+    duckdb_path: str, spec: DatasetSpec, lake_dataset_root: str, schema: str, has_files: bool
+) -> int:
+    """Create or replace the staging view; return the rows it shows."""
+    import duckdb
+
+    Path(duckdb_path).parent.mkdir(parents=True, exist_ok=True)
+    with duckdb.connect(duckdb_path) as con:
+        con.execute(f"create schema if not exists {schema}")
+        con.execute(duckdb_staging_sql(spec, lake_dataset_root, schema, has_files))
+        row = con.execute(f"select count(*) from {schema}.{spec.name}").fetchone()
+    return int(row[0]) if row else 0
