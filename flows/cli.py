@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from flows.errors import PipelineError
+from flows.errors import ConfigError, PipelineError
 from flows.months import UNKNOWN_MONTH, add_months, month_range
 
 
@@ -119,6 +119,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     handlers = {"run": cmd_run, "status": cmd_status}
     try:
         return handlers[args.command](args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

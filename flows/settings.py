@@ -15,6 +15,7 @@ from flows.errors import ConfigError
 from flows.months import parse_month
 
 Warehouse = Literal["duckdb", "bigquery"]
+MAX_PAGE_SIZE = 50_000  # the SODA 2.x maximum for $limit
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -90,6 +91,15 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise ConfigError(f"{name}={raw!r} is not a boolean: use true or false.")
 
 
+def _page_size(env: Mapping[str, str]) -> int:
+    size = _int(env, "CRIME_PAGE_SIZE", Settings.page_size, minimum=1)
+    if size > MAX_PAGE_SIZE:
+        raise ConfigError(
+            f"CRIME_PAGE_SIZE={size} is larger than SODA allows: use at most {MAX_PAGE_SIZE}."
+        )
+    return size
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read settings from the environment (or a given mapping) and validate them."""
     env = os.environ if env is None else env
@@ -116,7 +126,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ),
         refresh_months=_int(env, "CRIME_REFRESH_MONTHS", base.refresh_months),
         concurrency=_int(env, "CRIME_CONCURRENCY", base.concurrency, minimum=1),
-        page_size=_int(env, "CRIME_PAGE_SIZE", base.page_size, minimum=1),
+        page_size=_page_size(env),
         http_timeout_s=_float(env, "CRIME_HTTP_TIMEOUT", base.http_timeout_s),
         http_attempts=_int(env, "CRIME_HTTP_ATTEMPTS", base.http_attempts, minimum=1),
         http_backoff_s=_float(env, "CRIME_HTTP_BACKOFF", base.http_backoff_s),

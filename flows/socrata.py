@@ -7,6 +7,7 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -19,6 +20,13 @@ log = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({202, 408, 429, 500, 502, 503, 504})
 MAX_RETRY_AFTER_S = 120.0
+# a refused or dropped connection, a timeout, a body cut short or garbled in transit
+TRANSIENT_ERRORS = (
+    requests.ConnectionError,
+    requests.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ContentDecodingError,
+)
 
 
 @dataclass(frozen=True)
@@ -59,11 +67,18 @@ class SocrataClient:
     def close(self) -> None:
         self.session.close()
 
-    def get(self, path: str, params: dict[str, str] | None = None, expect: str = "") -> Response:
+    def get(
+        self,
+        path: str,
+        params: dict[str, str] | None = None,
+        expect: str = "",
+        check: Callable[[bytes], object] | None = None,
+    ) -> Response:
         """GET with retries on throttling, server errors and broken connections.
 
         `expect` is a content-type fragment ("csv", "json"): a 200 with another type (an HTML
-        error page from a proxy) is treated as a transient failure, never as data.
+        error page from a proxy) is treated as a transient failure, never as data. `check` may
+        raise ValueError on a body that arrived cut short; that is retried too.
         """
         url = f"{self.portal_url}{path}"
         last_problem = ""
@@ -72,14 +87,19 @@ class SocrataClient:
             try:
                 resp = self.session.get(url, params=params, timeout=self.timeout_s)
                 body = resp.content
-            except (requests.ConnectionError, requests.Timeout) as exc:
+            except TRANSIENT_ERRORS as exc:
                 last_problem = f"connection failed ({type(exc).__name__})"
             else:
                 self._count(len(body))
                 content_type = resp.headers.get("Content-Type", "")
                 if resp.status_code == 200 and expect in content_type:
-                    return Response(200, body, content_type)
-                if resp.status_code == 200:
+                    try:
+                        if check is not None:
+                            check(body)
+                        return Response(200, body, content_type)
+                    except ValueError:
+                        last_problem = "answered 200 with a malformed body"
+                elif resp.status_code == 200:
                     last_problem = f"answered 200 with {content_type or 'no content type'}"
                 elif resp.status_code in RETRY_STATUSES:
                     last_problem = f"answered HTTP {resp.status_code}"
@@ -105,13 +125,7 @@ class SocrataClient:
         )
 
     def get_json(self, path: str, params: dict[str, str] | None = None) -> Any:
-        resp = self.get(path, params, expect="json")
-        try:
-            return json.loads(resp.body)
-        except ValueError:
-            raise SourceError(
-                f"The source at {self.portal_url}{path} returned invalid JSON."
-            ) from None
+        return json.loads(self.get(path, params, expect="json", check=json.loads).body)
 
     def _count(self, size: int) -> None:
         with self._lock:

@@ -1,0 +1,101 @@
+"""The parent flow end to end through the real Prefect engine, against the local SODA server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from flows.errors import PipelineError
+from flows.pipeline import parent_process_data
+from tests.lakecheck import lake_fingerprint, lake_keys, source_keys, warehouse_keys
+from tests.socrata import Faults, SocrataServer, generate_rows
+from tests.socrata.data import month_of
+
+MONTHS = ["2023-11", "2023-12", "2024-01", "2024-02"]
+PAGE = 150
+
+
+@pytest.fixture
+def rows() -> list[dict]:
+    # 300 rows a month is exactly two full pages; 2024-01 loses 7 rows so it ends on a short page
+    generated = generate_rows(MONTHS, rows_per_month=2 * PAGE, seed=11, null_report_rows=4)
+    dropped = [r for r in generated if month_of(r) == "2024-01"][:7]
+    return [r for r in generated if r not in dropped]
+
+
+@pytest.fixture
+def server(rows: list[dict]):
+    faults = Faults(
+        throttle_every=5,
+        error_every=7,
+        drop_every=9,
+        truncate_every=11,
+        html_every=13,
+        accepted_every=17,
+        retry_after="0",
+    )
+    with SocrataServer(rows, faults=faults) as srv:
+        srv.start()
+        yield srv
+
+
+@pytest.fixture
+def configured(workdir: Path, server: SocrataServer, clean_env: pytest.MonkeyPatch) -> Path:
+    clean_env.setenv("CRIME_SOURCE_URL", server.url)
+    clean_env.setenv("CRIME_PAGE_SIZE", str(PAGE))
+    clean_env.setenv("CRIME_START_MONTH", MONTHS[0])
+    clean_env.setenv("CRIME_MONTH_ATTEMPTS", "5")
+    return workdir
+
+
+def run_flow(**overrides):
+    params = {"start_month": MONTHS[0], "end_month": MONTHS[-1], "refresh_months": 0}
+    params.update(overrides)
+    return parent_process_data(**params)
+
+
+@pytest.mark.slow
+def test_backfill_loads_every_source_row_once_with_faults_on(
+    prefect_api_url: str, configured: Path, server: SocrataServer, rows: list[dict]
+) -> None:
+    result = run_flow()
+
+    expected = source_keys(rows)
+    lake = lake_keys(configured / "lake")
+    assert sorted(lake) == sorted(expected) == [*MONTHS, "unknown"]
+    for month, keys in expected.items():
+        assert len(lake[month]) == len(keys), month
+        assert set(lake[month]) == keys, month
+    warehouse = warehouse_keys(configured / "warehouse.duckdb")
+    for month, keys in expected.items():
+        assert sorted(warehouse[month]) == sorted(keys), month
+    assert result["rows_loaded"] == len(rows) == result["staging_rows"]
+    # the faults really happened and were survived
+    kinds = set(server.faults.kinds())
+    assert kinds == {"throttle", "error", "drop", "truncate", "html", "accepted"}
+    pages = {m["month"]: m["pages"] for m in result["months"]}
+    assert pages["2023-11"] == 3  # two full pages and the empty one that ends the month
+    assert pages["2024-01"] == 2
+
+    before = lake_fingerprint(configured / "lake")
+    again = run_flow()
+    assert [m["month"] for m in again["months"]] == ["unknown"]
+    after = lake_fingerprint(configured / "lake")
+    changed = {path for path in before.keys() | after.keys() if before.get(path) != after.get(path)}
+    assert changed <= {"spd_crime/report_month=unknown/data.parquet"}
+    assert lake_keys(configured / "lake") == lake
+    assert warehouse_keys(configured / "warehouse.duckdb").keys() == warehouse.keys()
+
+
+@pytest.mark.slow
+def test_renamed_column_stops_the_run_before_anything_is_written(
+    prefect_api_url: str, configured: Path, server: SocrataServer
+) -> None:
+    run_flow(end_month="2023-12")
+    before = lake_fingerprint(configured / "lake")
+
+    server.rename_field("offense_category", "offense_category_nibrs")
+    with pytest.raises(PipelineError, match="no longer has the field 'offense_category'"):
+        run_flow(force_months=["2023-11"])
+    assert lake_fingerprint(configured / "lake") == before
