@@ -34,3 +34,21 @@ def run_dbt_build(settings: Settings, target_path: str | None = None) -> None:
         runner.invoke(["build", "--target", settings.dbt_target])
     except ValueError as exc:
         raise PipelineError(f"dbt build failed: {exc}") from None
+    finally:
+        if settings.warehouse == "duckdb":
+            release_duckdb()
+
+
+def release_duckdb() -> None:
+    """Close the DuckDB handle dbt-duckdb caches for the life of the process.
+
+    Left open, it keeps the database file locked with dbt's configuration (a later connection
+    in this process fails) and is torn down so late at exit that duckdb reports leaks.
+    """
+    from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+
+    with DuckDBConnectionManager._LOCK:
+        env = DuckDBConnectionManager._ENV
+        DuckDBConnectionManager._ENV = None
+    if env is not None:
+        env.close()

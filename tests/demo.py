@@ -52,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def print_marts(duckdb_path: str) -> None:
     import duckdb
 
-    with duckdb.connect(duckdb_path, read_only=True) as con:
+    with duckdb.connect(duckdb_path) as con:
         total = con.execute("select count(*) from crime_marts.fct_crimes").fetchone()
         print(f"fct_crimes: {total[0] if total else 0} rows in {duckdb_path}")
         trend = con.execute(
