@@ -1,4 +1,4 @@
-"""Shared fixtures: a real Prefect engine (test harness), and helpers to read the lake and warehouse."""
+"""Shared fixtures: a real Prefect engine (test harness) and a private lake per test."""
 
 from __future__ import annotations
 

@@ -63,7 +63,8 @@ def test_bad_parameters_exit_2_with_one_sentence(args, message, seeded_lake, tmp
     result = run_cli(["run", *args], seeded_lake)
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0, result.stderr
-    assert result.stderr.startswith("error: ") and message in result.stderr
+    assert result.stderr.startswith("error: ")
+    assert message in result.stderr
     assert lake_fingerprint(tmp_path / "lake") == before
     assert not (tmp_path / "warehouse.duckdb").exists()
 

@@ -15,7 +15,9 @@ from flows.months import (
 from flows.plan import RunParams, plan_months, validate_params
 
 
-@pytest.mark.parametrize("bad", ["2024-13", "24-05", "2024-5", "2024-00", "May 2024", "", "2024/05"])
+@pytest.mark.parametrize(
+    "bad", ["2024-13", "24-05", "2024-5", "2024-00", "May 2024", "", "2024/05"]
+)
 def test_malformed_months_are_rejected_with_a_clear_sentence(bad):
     with pytest.raises(ConfigError, match="is not a valid month: use YYYY-MM"):
         parse_month(bad)

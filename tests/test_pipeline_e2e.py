@@ -46,6 +46,8 @@ def configured(workdir: Path, server: SocrataServer, clean_env: pytest.MonkeyPat
     clean_env.setenv("CRIME_PAGE_SIZE", str(PAGE))
     clean_env.setenv("CRIME_START_MONTH", MONTHS[0])
     clean_env.setenv("CRIME_MONTH_ATTEMPTS", "5")
+    # about 4 in 10 requests fail here; 10 tries make a lost month vanishingly unlikely
+    clean_env.setenv("CRIME_HTTP_ATTEMPTS", "10")
     return workdir
 
 
