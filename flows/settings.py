@@ -38,6 +38,14 @@ class Settings:
     dbt_target: str = "duckdb"
     run_dbt: bool = True
     dbt_project_dir: str = str(PROJECT_ROOT / "dbt")
+    # google cloud: one place for the names the setup script creates and the flow uses
+    gcp_project: str | None = None
+    gcp_keyfile: str = "creds/key.json"
+    bq_location: str = "US"
+    bq_dataset: str = "crime_marts"
+    gcp_credentials_block: str = "seattle-crime-gcp"
+    gcs_bucket_block: str = "seattle-crime-lake"
+    socrata_token_block: str = "socrata-app-token"  # noqa: S105 (a block name, not a secret)
     # never printed: repr=False keeps it out of logs, artifacts and tracebacks
     app_token: str | None = field(default=None, repr=False)
 
@@ -134,5 +142,14 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         staging_dataset=env.get("CRIME_STAGING_DATASET", base.staging_dataset).strip(),
         dbt_target=env.get("CRIME_DBT_TARGET", warehouse).strip(),
         run_dbt=_bool(env, "CRIME_RUN_DBT", base.run_dbt),
+        gcp_project=env.get("CRIME_GCP_PROJECT") or None,
+        gcp_keyfile=env.get("CRIME_GCP_KEYFILE", base.gcp_keyfile).strip(),
+        bq_location=env.get("CRIME_BQ_LOCATION", base.bq_location).strip(),
+        bq_dataset=env.get("CRIME_BQ_DATASET", base.bq_dataset).strip(),
+        gcp_credentials_block=env.get(
+            "CRIME_GCP_CREDENTIALS_BLOCK", base.gcp_credentials_block
+        ).strip(),
+        gcs_bucket_block=env.get("CRIME_GCS_BUCKET_BLOCK", base.gcs_bucket_block).strip(),
+        socrata_token_block=env.get("CRIME_SOCRATA_TOKEN_BLOCK", base.socrata_token_block).strip(),
         app_token=env.get("SOCRATA_APP_TOKEN") or None,
     )
