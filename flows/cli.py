@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from flows.deploy import DEFAULT_CRON, DEFAULT_TIMEZONE, DEPLOYMENT_NAME
 from flows.errors import ConfigError, PipelineError
 from flows.months import UNKNOWN_MONTH, add_months, month_range
 
@@ -39,6 +40,20 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="YYYY-MM",
         help="fetch this month again whatever the lake holds (repeatable)",
     )
+    run.add_argument(
+        "--full-refresh", action="store_true", help="fetch every month in the range again"
+    )
+    serve = commands.add_parser(
+        "serve", help="serve the monthly deployment from this process (Ctrl-C stops it)"
+    )
+    serve.add_argument(
+        "--cron", default=DEFAULT_CRON, help=f"schedule (default {DEFAULT_CRON!r}: 8 am on the 1st)"
+    )
+    serve.add_argument(
+        "--timezone", default=DEFAULT_TIMEZONE, help=f"time zone of the cron ({DEFAULT_TIMEZONE})"
+    )
+    serve.add_argument("--name", default=DEPLOYMENT_NAME, help="deployment name")
+    serve.add_argument("--paused", action="store_true", help="create the schedule paused")
     status = commands.add_parser("status", help="show the months in the lake and what is missing")
     status.add_argument("--start-month", help="first month expected (default CRIME_START_MONTH)")
     status.add_argument("--end-month", help="last month expected (default: last complete month)")
@@ -56,6 +71,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         args.end_month,
         settings.refresh_months if args.refresh_months is None else args.refresh_months,
         args.force,
+        args.full_refresh,
     )
     from flows.pipeline import parent_process_data
 
@@ -64,11 +80,24 @@ def cmd_run(args: argparse.Namespace) -> int:
         end_month=args.end_month,
         refresh_months=args.refresh_months,
         force_months=args.force or None,
+        full_refresh=args.full_refresh,
     )
     print(
         f"loaded {len(result['months'])} month(s), {result['rows_loaded']} rows; "
         f"warehouse staging shows {result['staging_rows']} rows ({result['seconds']}s)"
     )
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from flows.deploy import ServeOptions, serve, validate_serve_options
+    from flows.settings import load_settings
+
+    load_settings()  # a bad setting fails here, not in every scheduled run
+    options = validate_serve_options(
+        ServeOptions(name=args.name, cron=args.cron, timezone=args.timezone, paused=args.paused)
+    )
+    serve(options)
     return 0
 
 
@@ -116,7 +145,7 @@ def _ranges(months: list[str]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     _prepare_environment()
     args = build_parser().parse_args(argv)
-    handlers = {"run": cmd_run, "status": cmd_status}
+    handlers = {"run": cmd_run, "serve": cmd_serve, "status": cmd_status}
     try:
         return handlers[args.command](args)
     except ConfigError as exc:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import uuid
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Protocol
 
@@ -19,6 +20,7 @@ import pyarrow.parquet as pq
 
 from flows.datasets import DatasetSpec
 from flows.errors import ConfigError
+from flows.locking import file_lock
 
 DATA_FILE = "data.parquet"
 _PARTITION_RE = re.compile(r"^report_month=(\d{4}-\d{2}|unknown)$")
@@ -34,6 +36,8 @@ class Lake(Protocol):
     def row_count(self, month: str) -> int: ...
 
     def read_month(self, month: str) -> pa.Table: ...
+
+    def lock(self, wait_s: float) -> AbstractContextManager[None]: ...
 
 
 def parquet_bytes_writer(table: pa.Table, sink: object) -> None:
@@ -86,6 +90,10 @@ class LocalLake:
 
     def read_month(self, month: str) -> pa.Table:
         return pq.read_table(self.partition_dir(month) / DATA_FILE)
+
+    def lock(self, wait_s: float) -> AbstractContextManager[None]:
+        # beside the dataset folder, so no reader's glob over the partitions ever sees it
+        return file_lock(f"{self.root}.lock", wait_s)
 
 
 def open_lake(lake_url: str, spec: DatasetSpec) -> Lake:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
+from dataclasses import field as dataclass_field
+from typing import Annotated
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import (
@@ -14,6 +16,7 @@ from prefect.artifacts import (
 )
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture
+from pydantic import Field
 
 from flows.datasets import SPD_CRIME, DatasetSpec
 from flows.errors import ConfigError, PipelineError
@@ -34,7 +37,7 @@ class MonthResult:
     pages: int = 0
     requests: int = 0
     seconds: float = 0.0
-    nulled: dict[str, int] = field(default_factory=dict)
+    nulled: dict[str, int] = dataclass_field(default_factory=dict)
     error: str = ""
 
     @property
@@ -48,7 +51,7 @@ class RunSummary:
     staging_rows: int | None = None
     seconds: float = 0.0
     requests: int = 0
-    new_fields: list[str] = field(default_factory=list)
+    new_fields: list[str] = dataclass_field(default_factory=list)
 
     @property
     def failed(self) -> list[MonthResult]:
@@ -155,6 +158,36 @@ def load_months(
     return sorted(results, key=lambda r: r.month)
 
 
+def load_and_build(
+    client: SocrataClient,
+    spec: DatasetSpec,
+    lake: Lake,
+    settings: Settings,
+    params: RunParams,
+    new_fields: list[str],
+) -> RunSummary:
+    """The part of a run that writes: months into the lake, then staging and dbt."""
+    logger = get_run_logger()
+    plan = plan_months(params, lake.months())
+    logger.info(
+        "loading %d month(s) from %s dataset %s into %s (%d in parallel)",
+        len(plan),
+        spec.portal_url,
+        spec.dataset_id,
+        lake.root,
+        settings.concurrency,
+    )
+    summary = RunSummary(load_months(client, spec, lake, settings, plan), new_fields=new_fields)
+    summary.staging_rows = rebuild_staging(settings, spec, lake)
+    logger.info(
+        "staging %s.%s shows %d rows", settings.staging_dataset, spec.name, summary.staging_rows
+    )
+    if settings.run_dbt:
+        run_dbt_build(settings)
+    summary.requests = client.requests_made
+    return summary
+
+
 def publish_summary(summary: RunSummary) -> None:
     rows = [
         {
@@ -180,22 +213,45 @@ def publish_summary(summary: RunSummary) -> None:
     )
 
 
+MONTH_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
+Month = Annotated[str, Field(pattern=MONTH_PATTERN, examples=["2024-05"])]
+
+
 @flow(name="parent_process_data")
 def parent_process_data(
-    start_month: str | None = None,
-    end_month: str | None = None,
-    refresh_months: int | None = None,
-    force_months: Sequence[str] | None = None,
+    start_month: Annotated[
+        Month | None,
+        Field(description="First month to keep loaded, YYYY-MM (default CRIME_START_MONTH)."),
+    ] = None,
+    end_month: Annotated[
+        Month | None,
+        Field(description="Last month, YYYY-MM (default: the last complete month in Seattle)."),
+    ] = None,
+    refresh_months: Annotated[
+        int | None,
+        Field(ge=0, le=600, description="Trailing months fetched again even if loaded."),
+    ] = None,
+    force_months: Annotated[
+        list[Month] | None,
+        Field(description="Months fetched again whatever the lake holds, YYYY-MM each."),
+    ] = None,
+    full_refresh: Annotated[
+        bool, Field(description="Fetch every month in the range again.")
+    ] = False,
 ) -> dict:
     """Load every missing month of SPD crime data into the lake, then rebuild the warehouse.
 
     Args:
         start_month: First month to keep loaded, YYYY-MM (default CRIME_START_MONTH, 2008-01).
         end_month: Last month, YYYY-MM (default: the last complete month in Seattle).
-        refresh_months: Trailing months fetched again even if present (SPD revises them).
-        force_months: Months to fetch again whatever the lake holds, YYYY-MM each.
+        refresh_months: Trailing months fetched again even if loaded, because SPD revises
+            recent records (default CRIME_REFRESH_MONTHS, 2).
+        force_months: Months fetched again whatever the lake holds, YYYY-MM each.
+        full_refresh: Fetch every month from start_month to end_month again.
     """
-    return run_pipeline(load_settings(), start_month, end_month, refresh_months, force_months)
+    return run_pipeline(
+        load_settings(), start_month, end_month, refresh_months, force_months, full_refresh
+    )
 
 
 def run_pipeline(
@@ -204,6 +260,7 @@ def run_pipeline(
     end_month: str | None = None,
     refresh_months: int | None = None,
     force_months: Sequence[str] | None = None,
+    full_refresh: bool = False,
     spec: DatasetSpec = SPD_CRIME,
 ) -> dict:
     logger = get_run_logger()
@@ -213,30 +270,15 @@ def run_pipeline(
         end_month,
         settings.refresh_months if refresh_months is None else refresh_months,
         force_months,
+        full_refresh,
     )
     spec = spec.with_source(settings.source_url, settings.dataset_id)
     lake = open_lake(settings.lake_root(), spec)
     client = make_client(settings)
     try:
         new_fields = check_source_contract(client, spec)
-        plan = plan_months(params, lake.months())
-        logger.info(
-            "loading %d month(s) from %s dataset %s into %s (%d in parallel)",
-            len(plan),
-            spec.portal_url,
-            spec.dataset_id,
-            lake.root,
-            settings.concurrency,
-        )
-        results = load_months(client, spec, lake, settings, plan)
-        summary = RunSummary(results, new_fields=new_fields)
-        summary.staging_rows = rebuild_staging(settings, spec, lake)
-        logger.info(
-            "staging %s.%s shows %d rows", settings.staging_dataset, spec.name, summary.staging_rows
-        )
-        if settings.run_dbt:
-            run_dbt_build(settings)
-        summary.requests = client.requests_made
+        with lake.lock(settings.lock_wait_s):
+            summary = load_and_build(client, spec, lake, settings, params, new_fields)
     finally:
         client.close()
     summary.seconds = round(time.monotonic() - started, 2)

@@ -15,6 +15,7 @@ class RunParams:
     end_month: str
     refresh_months: int
     force_months: tuple[str, ...]
+    full_refresh: bool = False
 
 
 def validate_params(
@@ -22,6 +23,7 @@ def validate_params(
     end_month: str | None,
     refresh_months: int,
     force_months: Iterable[str] | None,
+    full_refresh: bool = False,
 ) -> RunParams:
     """Check a run's parameters; raise ConfigError with one sentence on the first bad one."""
     start = parse_month(start_month, "start_month")
@@ -33,11 +35,11 @@ def validate_params(
     if refresh_months < 0:
         raise ConfigError(f"refresh_months is {refresh_months}: it must be 0 or more.")
     forced = tuple(sorted({parse_month(m, "force month") for m in force_months or ()}))
-    return RunParams(start, end, refresh_months, forced)
+    return RunParams(start, end, refresh_months, forced, full_refresh)
 
 
 def plan_months(params: RunParams, present: set[str]) -> dict[str, str]:
-    """Month -> reason ('missing', 'refresh', 'forced'), in month order.
+    """Month -> reason ('missing', 'full refresh', 'refresh', 'forced'), in month order.
 
     The null-month partition is always reconciled: it is small and rows can leave it when SPD
     fills in a report time.
@@ -48,6 +50,8 @@ def plan_months(params: RunParams, present: set[str]) -> dict[str, str]:
     for month in wanted:
         if month not in present:
             reasons[month] = "missing"
+        elif params.full_refresh:
+            reasons[month] = "full refresh"
         elif params.refresh_months and month >= refresh_from:
             reasons[month] = "refresh"
     for month in params.force_months:

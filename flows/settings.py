@@ -34,6 +34,7 @@ class Settings:
     http_attempts: int = 6
     http_backoff_s: float = 1.0
     month_attempts: int = 3
+    lock_wait_s: float = 0.0
     staging_dataset: str = "crime_staging"
     dbt_target: str = "duckdb"
     run_dbt: bool = True
@@ -139,6 +140,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         http_attempts=_int(env, "CRIME_HTTP_ATTEMPTS", base.http_attempts, minimum=1),
         http_backoff_s=_float(env, "CRIME_HTTP_BACKOFF", base.http_backoff_s),
         month_attempts=_int(env, "CRIME_MONTH_ATTEMPTS", base.month_attempts, minimum=1),
+        lock_wait_s=_float(env, "CRIME_LOCK_WAIT", base.lock_wait_s),
         staging_dataset=env.get("CRIME_STAGING_DATASET", base.staging_dataset).strip(),
         dbt_target=env.get("CRIME_DBT_TARGET", warehouse).strip(),
         run_dbt=_bool(env, "CRIME_RUN_DBT", base.run_dbt),
