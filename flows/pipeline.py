@@ -1,7 +1,7 @@
 """The Prefect flow. Orchestration only: every step is a plain function from another module."""
 
-from __future__ import annotations
-
+# no `from __future__ import annotations` here: prefect builds the flow's parameter model from
+# the real annotations, and a served run cannot resolve them from strings
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
