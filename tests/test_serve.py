@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import re
+import shutil
 import subprocess
 import sys
 import time
@@ -163,6 +165,36 @@ def test_a_run_started_with_parameters_completes_and_loads_the_months(
     assert {a["key"] for a in artifacts} >= {"load-summary", "load-progress"}
 
 
+def trigger(prefect_server, deployment_id: str, parameters: dict) -> str:
+    resp = prefect_server.api(
+        "POST", f"/deployments/{deployment_id}/create_flow_run", json={"parameters": parameters}
+    )
+    resp.raise_for_status()
+    return resp.json()["id"]
+
+
+@pytest.mark.slow
+def test_two_runs_started_together_run_one_after_the_other(prefect_server, served):
+    deployment, _ = served
+    params = {"start_month": "2024-01", "end_month": "2024-03", "full_refresh": True}
+    ids = [trigger(prefect_server, deployment["id"], params) for _ in range(2)]
+    runs = [
+        wait_for(
+            lambda run_id=run_id: prefect_server.api("GET", f"/flow_runs/{run_id}").json(),
+            lambda r: r["state"]["type"] in {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"},
+            timeout=300,
+            what="both runs to finish",
+            interval=2,
+        )
+        for run_id in ids
+    ]
+    assert [r["state"]["type"] for r in runs] == ["COMPLETED", "COMPLETED"]
+    first, second = sorted(runs, key=lambda r: r["start_time"])
+    assert datetime.fromisoformat(first["end_time"]) <= datetime.fromisoformat(
+        second["start_time"]
+    ), "the deployment ran two loads of the same lake at once"
+
+
 @pytest.mark.slow
 def test_bad_parameters_are_rejected_before_the_run_starts(prefect_server, served):
     deployment, _ = served
@@ -173,3 +205,41 @@ def test_bad_parameters_are_rejected_before_the_run_starts(prefect_server, serve
     )
     assert resp.status_code in (409, 422)
     assert "2024-13" in resp.text
+
+
+def chromium() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        pytest.fail("chromium is not installed: `make test` installs it (apt-get install chromium)")
+    return path
+
+
+@pytest.mark.slow
+def test_the_ui_shows_the_deployment_and_its_schedule(prefect_server, served, tmp_path):
+    deployment, _ = served
+    page = f"{prefect_server.url}/deployments/deployment/{deployment['id']}"
+    result = subprocess.run(
+        [
+            chromium(),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            f"--user-data-dir={tmp_path / 'chromium'}",
+            "--virtual-time-budget=15000",
+            "--dump-dom",
+            page,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", result.stdout))
+    assert "Deployment: monthly" in text, text[:500]
+    assert "parent_process_data" in text
+    assert "At 08:00 AM on day 1 of the month" in text
+    assert "Concurrency Limit 1" in text
