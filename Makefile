@@ -9,7 +9,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 90
 
 .DEFAULT_GOAL := help
-.PHONY: help install run status demo test lint format requirements clean
+.PHONY: help install browser run status demo serve server bench test lint format requirements clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -24,6 +24,12 @@ $(STAMP): requirements.txt
 
 install: $(STAMP) ## create .venv and install the pinned requirements
 
+browser: ## install Debian's chromium for the UI test (needs root or sudo)
+	@command -v chromium >/dev/null || { \
+	  echo "installing chromium for the Prefect UI test"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
 run: $(STAMP) ## load every missing month from the live SPD API into data/lake and data/warehouse.duckdb
 	$(BIN)/python -m flows run $(ARGS)
 
@@ -33,7 +39,16 @@ status: $(STAMP) ## show the months in the lake and what is missing
 demo: $(STAMP) ## the same pipeline offline, against the local Socrata-compatible server (data/demo/)
 	$(BIN)/python -m tests.demo $(ARGS)
 
-test: $(STAMP) lint ## lint, then the whole test suite (offline)
+serve: $(STAMP) ## serve the monthly deployment (cron 8 am on the 1st, Seattle time) until Ctrl-C
+	$(BIN)/python -m flows serve $(ARGS)
+
+server: $(STAMP) ## start a local Prefect server with its UI on http://127.0.0.1:4200
+	$(BIN)/prefect server start --host 127.0.0.1 --port 4200
+
+bench: $(STAMP) ## run the benchmarks and write benchmarks/RESULTS.md (minutes; not part of test)
+	$(BIN)/python -m benchmarks $(ARGS)
+
+test: $(STAMP) browser lint ## lint, then the whole test suite (offline)
 	$(BIN)/python -m pytest $(ARGS)
 
 lint: $(STAMP) ## ruff and sqlfluff, as CI runs them
