@@ -104,6 +104,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from flows.datasets import SPD_CRIME
     from flows.lake import open_lake
+    from flows.manifest import parse_entries
     from flows.plan import validate_params
     from flows.settings import load_settings
 
@@ -111,14 +112,22 @@ def cmd_status(args: argparse.Namespace) -> int:
     params = validate_params(args.start_month or settings.start_month, args.end_month, 0, ())
     lake = open_lake(settings.lake_root(), SPD_CRIME)
     present = lake.months()
+    manifest = parse_entries(lake.manifest_texts())
     wanted = set(month_range(params.start_month, params.end_month))
     print(f"lake: {lake.root}")
     total = 0
     for month in sorted(present):
-        rows = lake.row_count(month)
+        entry = manifest.get(month)
+        rows = entry.rows if entry else lake.row_count(month)
         total += rows
+        detail = (
+            f"fetched {entry.fetched_at}, source updated {entry.source_updated_at or '-'}"
+            if entry
+            else "no manifest: checked in full on the next run"
+        )
         note = "" if month in wanted or month == UNKNOWN_MONTH else "  (outside the range)"
-        print(f"  {month}  {rows:>8} rows{note}")
+        print(f"  {month}  {rows:>8} rows  {detail}{note}")
+    print(f"{len(present)} partition(s), {total} rows")
     missing = sorted(wanted - present)
     print(f"{len(present)} partition(s), {total} rows")
     if missing:

@@ -33,6 +33,7 @@ from flows.datasets import DatasetSpec
 from flows.errors import ConfigError, PipelineError
 from flows.lake import DATA_FILE, parquet_bytes_writer
 from flows.locking import file_lock
+from flows.manifest import MANIFEST_DIR
 from flows.settings import Settings
 
 if TYPE_CHECKING:
@@ -170,6 +171,25 @@ class GcsLake:
             # the blob's generation pins the download to the object whose metadata was read
             data = blob.download_as_bytes()
         return pq.read_table(pa.BufferReader(data))
+
+    def _manifest_prefix(self) -> str:
+        parent = self.base.rsplit("/", 1)[0] if "/" in self.base else ""
+        return "/".join(part for part in (parent, MANIFEST_DIR, self.spec.name) if part) + "/"
+
+    def write_manifest(self, month: str, text: str) -> None:
+        with self._gcs_errors():
+            blob = self._bucket.blob(f"{self._manifest_prefix()}{month}.json")
+            blob.upload_from_string(text, content_type="application/json")
+
+    def manifest_texts(self) -> dict[str, str]:
+        prefix = self._manifest_prefix()
+        with self._gcs_errors():
+            blobs = list(self.client.list_blobs(self._bucket, prefix=prefix))
+            return {
+                blob.name[len(prefix) : -len(".json")]: blob.download_as_text()
+                for blob in blobs
+                if blob.name.endswith(".json")
+            }
 
     def lock(self, wait_s: float) -> AbstractContextManager[None]:
         # a lock file on this machine, keyed by the lake's URL: it serialises the runs of the

@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 from flows.datasets import DatasetSpec
 from flows.errors import ConfigError
 from flows.locking import file_lock
+from flows.manifest import MANIFEST_DIR
 
 DATA_FILE = "data.parquet"
 _PARTITION_RE = re.compile(r"^report_month=(\d{4}-\d{2}|unknown)$")
@@ -38,6 +39,10 @@ class Lake(Protocol):
     def read_month(self, month: str) -> pa.Table: ...
 
     def lock(self, wait_s: float) -> AbstractContextManager[None]: ...
+
+    def write_manifest(self, month: str, text: str) -> None: ...
+
+    def manifest_texts(self) -> dict[str, str]: ...
 
 
 def parquet_bytes_writer(table: pa.Table, sink: object) -> None:
@@ -90,6 +95,22 @@ class LocalLake:
 
     def read_month(self, month: str) -> pa.Table:
         return pq.read_table(self.partition_dir(month) / DATA_FILE)
+
+    def manifest_dir(self) -> Path:
+        return Path(self.root).parent / MANIFEST_DIR / self.spec.name
+
+    def write_manifest(self, month: str, text: str) -> None:
+        folder = self.manifest_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        temp = folder / f".{month}.{uuid.uuid4().hex}.tmp"
+        temp.write_text(text)
+        os.replace(temp, folder / f"{month}.json")
+
+    def manifest_texts(self) -> dict[str, str]:
+        folder = self.manifest_dir()
+        if not folder.is_dir():
+            return {}
+        return {path.stem: path.read_text() for path in folder.glob("*.json")}
 
     def lock(self, wait_s: float) -> AbstractContextManager[None]:
         # beside the dataset folder, so no reader's glob over the partitions ever sees it

@@ -21,10 +21,11 @@ from pydantic import Field
 from flows.datasets import SPD_CRIME, DatasetSpec
 from flows.errors import ConfigError, PipelineError
 from flows.lake import Lake, open_lake
-from flows.plan import RunParams, plan_months, validate_params
+from flows.manifest import entry_for, parse_entries
+from flows.plan import LakeMonth, RunParams, plan_months, validate_params
 from flows.settings import Settings, load_settings
 from flows.socrata import SocrataClient
-from flows.source import check_contract, fetch_month
+from flows.source import check_contract, fetch_month, source_months
 from flows.transform import run_dbt_build
 from flows.warehouse import rebuild_duckdb_staging
 
@@ -99,10 +100,9 @@ def load_month(
     except PipelineError as exc:
         logger.error("%s: %s", month, exc)
         return MonthResult(month, reason, error=str(exc))
-    if data.rows == 0 and month not in lake.months():
-        logger.info("%s: the source has no rows; nothing to write", month)
-    else:
-        lake.write_month(month, data.table)
+    lake.write_month(month, data.table)
+    # only now that the data is in place: the manifest never claims more than the lake holds
+    lake.write_manifest(month, entry_for(month, data.table, spec.updated_at_column).to_json())
     nulled = ", ".join(f"{k}={v}" for k, v in sorted(data.nulled.items())) or "none"
     logger.info(
         "%s (%s): %d rows in %d page(s), %.1fs; values nulled: %s",
@@ -124,8 +124,14 @@ def rebuild_staging(settings: Settings, spec: DatasetSpec, lake: Lake) -> int:
         raise ConfigError(
             f"CRIME_WAREHOUSE={settings.warehouse!r} is not available in this version: use duckdb."
         )
+    manifest = sorted(parse_entries(lake.manifest_texts()).values(), key=lambda e: e.month)
     return rebuild_duckdb_staging(
-        settings.duckdb_file(), spec, lake.root, settings.staging_dataset, bool(lake.months())
+        settings.duckdb_file(),
+        spec,
+        lake.root,
+        settings.staging_dataset,
+        bool(lake.months()),
+        manifest,
     )
 
 
@@ -158,6 +164,16 @@ def load_months(
     return sorted(results, key=lambda r: r.month)
 
 
+def lake_state(lake: Lake) -> dict[str, LakeMonth]:
+    """What the lake holds per month: the manifest's count, or the file's own when it has none."""
+    manifests = parse_entries(lake.manifest_texts())
+    state = {}
+    for month in lake.months():
+        entry = manifests.get(month)
+        state[month] = LakeMonth(entry.rows if entry else lake.row_count(month), entry)
+    return state
+
+
 def load_and_build(
     client: SocrataClient,
     spec: DatasetSpec,
@@ -168,16 +184,18 @@ def load_and_build(
 ) -> RunSummary:
     """The part of a run that writes: months into the lake, then staging and dbt."""
     logger = get_run_logger()
-    plan = plan_months(params, lake.months())
+    plan = plan_months(params, lake_state(lake), source_months(client, spec))
     logger.info(
-        "loading %d month(s) from %s dataset %s into %s (%d in parallel)",
+        "%d month(s) differ from the source: fetching them from %s dataset %s into %s "
+        "(%d in parallel)",
         len(plan),
         spec.portal_url,
         spec.dataset_id,
         lake.root,
         settings.concurrency,
     )
-    summary = RunSummary(load_months(client, spec, lake, settings, plan), new_fields=new_fields)
+    results = load_months(client, spec, lake, settings, plan) if plan else []
+    summary = RunSummary(results, new_fields=new_fields)
     summary.staging_rows = rebuild_staging(settings, spec, lake)
     logger.info(
         "staging %s.%s shows %d rows", settings.staging_dataset, spec.name, summary.staging_rows

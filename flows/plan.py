@@ -1,12 +1,14 @@
-"""Which months a run loads, and why. A plain function of the lake's contents and the parameters."""
+"""Which months a run loads, and why: the lake (with its manifest) reconciled with the source."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from flows.errors import ConfigError
+from flows.manifest import ManifestEntry, parse_socrata_utc
 from flows.months import UNKNOWN_MONTH, add_months, last_complete_month, month_range, parse_month
+from flows.source import SourceMonth
 
 
 @dataclass(frozen=True)
@@ -38,24 +40,68 @@ def validate_params(
     return RunParams(start, end, refresh_months, forced, full_refresh)
 
 
-def plan_months(params: RunParams, present: set[str]) -> dict[str, str]:
-    """Month -> reason ('missing', 'full refresh', 'refresh', 'forced'), in month order.
+@dataclass(frozen=True)
+class LakeMonth:
+    rows: int
+    manifest: ManifestEntry | None
 
-    The null-month partition is always reconciled: it is small and rows can leave it when SPD
-    fills in a report time.
+
+def plan_months(
+    params: RunParams,
+    lake: Mapping[str, LakeMonth],
+    source: Mapping[str, SourceMonth],
+) -> dict[str, str]:
+    """Month -> why it is fetched, in month order; months already equal to the source are left.
+
+    Considered: every month in the range, every month the lake already holds (a loaded month
+    is kept converged even outside the range), and the null-report-time partition.
     """
-    wanted = month_range(params.start_month, params.end_month)
+    in_range = set(month_range(params.start_month, params.end_month))
+    refresh = (
+        set(month_range(add_months(params.end_month, 1 - params.refresh_months), params.end_month))
+        if params.refresh_months
+        else set()
+    )
+    candidates = in_range | set(lake) | {UNKNOWN_MONTH}
     reasons: dict[str, str] = {}
-    refresh_from = add_months(params.end_month, 1 - params.refresh_months)
-    for month in wanted:
-        if month not in present:
-            reasons[month] = "missing"
-        elif params.full_refresh:
-            reasons[month] = "full refresh"
-        elif params.refresh_months and month >= refresh_from:
-            reasons[month] = "refresh"
+    for month in candidates:
+        reason = _reason(
+            month,
+            params,
+            lake.get(month),
+            source.get(month),
+            month in in_range or month == UNKNOWN_MONTH,
+            month in refresh,
+        )
+        if reason:
+            reasons[month] = reason
     for month in params.force_months:
         reasons[month] = "forced"
-    ordered = dict(sorted(reasons.items()))
-    ordered[UNKNOWN_MONTH] = "null report time"
-    return ordered
+    return dict(sorted(reasons.items()))
+
+
+def _reason(
+    month: str,
+    params: RunParams,
+    held: LakeMonth | None,
+    src: SourceMonth | None,
+    wanted: bool,
+    in_refresh_window: bool,
+) -> str | None:
+    source_rows = src.rows if src else 0
+    if held is None:
+        # a month the source has no rows for is exact when absent
+        return "missing" if wanted and source_rows else None
+    if params.full_refresh and wanted:
+        return "full refresh"
+    if held.rows != source_rows:
+        return f"count changed ({held.rows} -> {source_rows})"
+    if held.manifest is None:
+        return "no manifest" if source_rows else None
+    source_updated = parse_socrata_utc(src.updated_at if src else None)
+    lake_updated = parse_socrata_utc(held.manifest.source_updated_at)
+    if source_updated and (lake_updated is None or lake_updated < source_updated):
+        return "rows updated"
+    if in_refresh_window:
+        return "refresh window"
+    return None

@@ -27,7 +27,7 @@ class Settings:
     warehouse: Warehouse = "duckdb"
     duckdb_path: str = "data/warehouse.duckdb"
     start_month: str = "2008-01"
-    refresh_months: int = 2
+    refresh_months: int = 0
     concurrency: int = 4
     page_size: int = 50_000
     http_timeout_s: float = 60.0

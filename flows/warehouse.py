@@ -7,6 +7,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from flows.datasets import DatasetSpec
+from flows.manifest import ManifestEntry
 
 DUCKDB_TYPES = {
     pa.string(): "varchar",
@@ -42,15 +43,38 @@ def duckdb_staging_sql(
     return f"create or replace view {relation} as {body}"
 
 
+def manifest_table(entries: list[ManifestEntry]) -> pa.Table:
+    """The lake's manifest as rows, so dbt can hold the fact table to it."""
+    return pa.table(
+        {
+            "report_month": pa.array([e.month for e in entries], pa.string()),
+            "row_count": pa.array([e.rows for e in entries], pa.int64()),
+            "fetched_at": pa.array([e.fetched_at for e in entries], pa.string()),
+            "source_updated_at": pa.array([e.source_updated_at for e in entries], pa.string()),
+        }
+    )
+
+
 def rebuild_duckdb_staging(
-    duckdb_path: str, spec: DatasetSpec, lake_dataset_root: str, schema: str, has_files: bool
+    duckdb_path: str,
+    spec: DatasetSpec,
+    lake_dataset_root: str,
+    schema: str,
+    has_files: bool,
+    manifest: list[ManifestEntry],
 ) -> int:
-    """Create or replace the staging view; return the rows it shows."""
+    """Create or replace the staging view and the manifest table; return the rows staged."""
     import duckdb
 
     Path(duckdb_path).parent.mkdir(parents=True, exist_ok=True)
     with duckdb.connect(duckdb_path) as con:
         con.execute(f"create schema if not exists {schema}")
         con.execute(duckdb_staging_sql(spec, lake_dataset_root, schema, has_files))
+        rows = manifest_table(manifest)
+        con.register("manifest_rows", rows)
+        con.execute(
+            f"create or replace table {schema}.{spec.name}_manifest as select * from manifest_rows"
+        )
+        con.unregister("manifest_rows")
         row = con.execute(f"select count(*) from {schema}.{spec.name}").fetchone()
     return int(row[0]) if row else 0

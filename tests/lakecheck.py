@@ -30,12 +30,13 @@ def lake_keys(lake_root: Path, dataset: str = "spd_crime") -> dict[str, list[str
 
 
 def warehouse_keys(duckdb_path: Path) -> dict[str, list[str]]:
+    """offense_id per report month in fct_crimes, sorted (a list: duplicates would show)."""
     with duckdb.connect(str(duckdb_path)) as con:
         rows = con.execute("select report_month, offense_id from crime_marts.fct_crimes").fetchall()
     keys: dict[str, list[str]] = defaultdict(list)
     for month, offense_id in rows:
         keys[month].append(offense_id)
-    return dict(keys)
+    return {month: sorted(ids) for month, ids in keys.items()}
 
 
 def lake_fingerprint(lake_root: Path) -> dict[str, str]:

@@ -4,6 +4,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from flows.errors import ConfigError
+from flows.manifest import ManifestEntry
 from flows.months import (
     UNKNOWN_MONTH,
     add_months,
@@ -12,7 +13,8 @@ from flows.months import (
     month_window,
     parse_month,
 )
-from flows.plan import RunParams, plan_months, validate_params
+from flows.plan import LakeMonth, RunParams, plan_months, validate_params
+from flows.source import SourceMonth
 
 
 @pytest.mark.parametrize(
@@ -53,21 +55,58 @@ def test_bad_force_month_is_rejected():
         validate_params("2024-01", "2024-04", 0, ["2024-13"])
 
 
-def test_plan_loads_missing_refresh_and_forced_months():
-    params = RunParams("2024-01", "2024-06", 2, ("2023-07",))
-    present = {"2024-01", "2024-02", "2024-03", "2024-05", "2024-06"}
-    plan = plan_months(params, present)
-    assert plan == {
+def entry(month: str, rows: int, updated: str = "2024-05-02T10:11:12.345Z") -> LakeMonth:
+    return LakeMonth(rows, ManifestEntry(month, rows, "2024-07-01T00:00:00+00:00", updated, ()))
+
+
+def test_plan_fetches_only_what_differs_from_the_source_and_says_why():
+    params = RunParams("2024-01", "2024-06", 0, ("2023-07",))
+    lake = {
+        "2023-07": entry("2023-07", 5),
+        "2024-01": entry("2024-01", 10),
+        "2024-02": entry("2024-02", 10),
+        "2024-03": entry("2024-03", 10),
+        "2024-05": LakeMonth(7, None),
+        "2024-06": entry("2024-06", 4),
+    }
+    source = {
+        "2023-07": SourceMonth(5, "2024-05-02T10:11:12.345Z"),
+        "2024-01": SourceMonth(10, "2024-05-02T10:11:12Z"),  # same instant, other spelling
+        "2024-02": SourceMonth(9, "2024-05-02T10:11:12.345Z"),
+        "2024-03": SourceMonth(10, "2024-06-30T00:00:00.000Z"),
+        "2024-04": SourceMonth(8, "2024-05-02T10:11:12.345Z"),
+        "2024-05": SourceMonth(7, "2024-05-02T10:11:12.345Z"),
+        "2024-06": SourceMonth(4, "2024-05-02T10:11:12.345Z"),
+        UNKNOWN_MONTH: SourceMonth(2, "2024-05-02T10:11:12.345Z"),
+    }
+    assert plan_months(params, lake, source) == {
         "2023-07": "forced",
+        "2024-02": "count changed (10 -> 9)",
+        "2024-03": "rows updated",
         "2024-04": "missing",
-        "2024-05": "refresh",
-        "2024-06": "refresh",
-        UNKNOWN_MONTH: "null report time",
+        "2024-05": "no manifest",
+        UNKNOWN_MONTH: "missing",
     }
 
 
-def test_plan_with_everything_present_and_no_refresh_only_checks_the_null_partition():
-    params = RunParams("2024-01", "2024-03", 0, ())
-    assert plan_months(params, {"2024-01", "2024-02", "2024-03"}) == {
-        UNKNOWN_MONTH: "null report time"
+def test_a_month_the_source_emptied_is_refetched_and_an_empty_missing_one_is_not():
+    params = RunParams("2024-01", "2024-02", 0, ())
+    lake = {"2024-01": entry("2024-01", 3)}
+    assert plan_months(params, lake, {}) == {"2024-01": "count changed (3 -> 0)"}
+
+
+def test_refresh_window_and_full_refresh():
+    lake = {m: entry(m, 1) for m in ("2024-01", "2024-02", "2024-03")}
+    source = {m: SourceMonth(1, "2024-05-02T10:11:12.345Z") for m in lake}
+    assert plan_months(RunParams("2024-01", "2024-03", 2, ()), lake, source) == {
+        "2024-02": "refresh window",
+        "2024-03": "refresh window",
     }
+    full = plan_months(RunParams("2024-01", "2024-03", 0, (), full_refresh=True), lake, source)
+    assert full == dict.fromkeys(("2024-01", "2024-02", "2024-03"), "full refresh")
+
+
+def test_nothing_changed_means_nothing_to_fetch():
+    lake = {m: entry(m, 4) for m in ("2024-01", "2024-02", UNKNOWN_MONTH)}
+    source = {m: SourceMonth(4, "2024-05-02T10:11:12.345Z") for m in lake}
+    assert plan_months(RunParams("2024-01", "2024-02", 0, ()), lake, source) == {}

@@ -81,13 +81,48 @@ def test_backfill_loads_every_source_row_once_with_faults_on(
     assert pages["2024-01"] == 2
 
     before = lake_fingerprint(configured / "lake")
+    server.faults.reset()
+    server.reset_log()
     again = run_flow()
-    assert [m["month"] for m in again["months"]] == ["unknown"]
-    after = lake_fingerprint(configured / "lake")
-    changed = {path for path in before.keys() | after.keys() if before.get(path) != after.get(path)}
-    assert changed <= {"spd_crime/report_month=unknown/data.parquet"}
-    assert lake_keys(configured / "lake") == lake
-    assert warehouse_keys(configured / "warehouse.duckdb").keys() == warehouse.keys()
+    assert again["months"] == []
+    assert again["requests"] == server.request_count == 2  # metadata and one aggregate
+    assert lake_fingerprint(configured / "lake") == before
+    assert warehouse_keys(configured / "warehouse.duckdb") == warehouse
+
+
+@pytest.mark.slow
+def test_revisions_in_past_months_converge_without_a_full_reload(
+    prefect_api_url: str, configured: Path, server: SocrataServer, rows: list[dict]
+) -> None:
+    run_flow()
+    # beyond any refresh window: edit, delete and add in 2023-11, move one offense from
+    # 2023-12 to the null-report-time partition
+    current = server.rows
+    nov = [r for r in current if month_of(r) == "2023-11"]
+    dec = [r for r in current if month_of(r) == "2023-12"]
+    edited = {**nov[0], "offense_category": "PROPERTY CRIME", "precinct": "North"}
+    moved = {**dec[0], "report_date_time": None}
+    added = {**nov[1], ":id": "row-new0-0001", "offense_id": "99999991"}
+    deleted = {nov[2][":id"]}
+    revised = [r for r in current if r[":id"] not in deleted | {edited[":id"], moved[":id"]}]
+    server.set_rows([*revised, edited, moved, added])
+    server.faults.reset()
+
+    result = run_flow()
+    refetched = {m["month"]: m["reason"] for m in result["months"]}
+    # 2023-11 lost one row and gained one: only :updated_at shows the change
+    assert refetched == {
+        "2023-11": "rows updated",
+        "2023-12": "count changed (300 -> 299)",
+        "unknown": "count changed (4 -> 5)",
+    }
+    expected = source_keys(server.rows)
+    lake = lake_keys(configured / "lake")
+    warehouse = warehouse_keys(configured / "warehouse.duckdb")
+    for month, keys in expected.items():
+        assert sorted(lake[month]) == sorted(keys), month
+        assert sorted(warehouse[month]) == sorted(keys), month
+    assert sum(len(v) for v in lake.values()) == len(server.rows)
 
 
 @pytest.mark.slow

@@ -16,6 +16,7 @@ from typing import Any
 
 from .data import SYSTEM_FIELDS, SYSTEM_TYPES, Row
 from .soql import (
+    Aggregate,
     Between,
     BoolOp,
     Column,
@@ -194,7 +195,7 @@ def run_query(table: Table, params: dict[str, str], fmt: str, serial: int) -> Re
     condition = _condition(table, params)
     group = _group(table, params.get("$group"), outputs)
     order = _order(params.get("$order"), outputs)
-    aggregated = group is not None or any(isinstance(o.expr, CountAll) for o in outputs)
+    aggregated = group is not None or any(isinstance(o.expr, CountAll | Aggregate) for o in outputs)
     rng = random.Random(serial)
     if aggregated:
         records, deterministic = _grouped(table, condition, group or [], outputs, order, rng)
@@ -242,6 +243,9 @@ def _expand(table: Table, item: SelectItem) -> list[Output]:
     expr = item.expr
     if isinstance(expr, CountAll):
         return [Output(item.alias or "count", expr, "number")]
+    if isinstance(expr, Aggregate):
+        column_type = table.soql_type(expr.column)
+        return [Output(item.alias or f"{expr.function}_{expr.column.name}", expr, column_type)]
     if isinstance(expr, Trunc):
         _check_temporal(table, expr)
         default = f"{expr.function}_{expr.column.name}"
@@ -552,11 +556,15 @@ def _grouped(
     rng: random.Random,
 ) -> tuple[list[list[Any]], bool]:
     for output in outputs:
-        if not isinstance(output.expr, CountAll) and output.expr not in group:
+        if not isinstance(output.expr, CountAll | Aggregate) and output.expr not in group:
             raise malformed(f"Column {output.name} is neither grouped nor aggregated")
-    counts = _count(table, condition, group)
+    aggregates = [o.expr for o in outputs if isinstance(o.expr, Aggregate)]
+    if aggregates:
+        counts, extremes = _aggregate(table, condition, group, aggregates)
+    else:
+        counts, extremes = _count(table, condition, group), {}
     records = [
-        [count if isinstance(o.expr, CountAll) else key[group.index(o.expr)] for o in outputs]
+        [_cell(o.expr, key, count, extremes.get(key, {}), group) for o in outputs]
         for key, count in counts.items()
     ]
     rng.shuffle(records)
@@ -565,6 +573,41 @@ def _grouped(
         records.sort(key=lambda record, i=index: _null_first(record[i]), reverse=desc)
     text = [[None if value is None else str(value) for value in record] for record in records]
     return text, bool(order) or len(records) <= 1
+
+
+def _cell(
+    expr: Expr, key: tuple[Any, ...], count: int, extremes: dict[Expr, Any], group: list[Expr]
+) -> Any:
+    if isinstance(expr, CountAll):
+        return count
+    if isinstance(expr, Aggregate):
+        return extremes.get(expr)
+    return key[group.index(expr)]
+
+
+def _aggregate(
+    table: Table, condition: Condition | None, group: list[Expr], aggregates: list[Aggregate]
+) -> tuple[dict[tuple[Any, ...], int], dict[tuple[Any, ...], dict[Expr, Any]]]:
+    """Counts and max/min per group, row by row: slower than _count, fine for tests."""
+    candidates, exact = _candidates(table, condition)
+    selected: Iterable[Row] = map(table.rows.__getitem__, candidates)
+    if not exact and condition is not None:
+        selected = filter(compile_condition(table, condition), selected)
+    getters = [getter_for(table, expr, raw=True) for expr in group]
+    counts: dict[tuple[Any, ...], int] = {}
+    extremes: dict[tuple[Any, ...], dict[Expr, Any]] = {}
+    for row in selected:
+        key = tuple(get(row) for get in getters)
+        counts[key] = counts.get(key, 0) + 1
+        current = extremes.setdefault(key, {})
+        for agg in aggregates:
+            value = row.get(agg.column.name)
+            if value is None:
+                continue
+            best = current.get(agg)
+            pick = max if agg.function == "max" else min
+            current[agg] = value if best is None else pick(best, value)
+    return counts, extremes
 
 
 def _count(

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 TRUNC_FUNCTIONS = ("date_trunc_ym", "date_trunc_ymd", "date_trunc_y")
+AGGREGATE_FUNCTIONS = ("max", "min")
 COMPARISONS = (">=", "<=", "!=", "<>", "=", ">", "<")
 
 TOKEN_RE = re.compile(
@@ -71,11 +72,19 @@ class CountAll:
 
 
 @dataclass(frozen=True)
+class Aggregate:
+    """max(col) or min(col): compared as text, which orders ISO timestamps correctly."""
+
+    function: str
+    column: Column
+
+
+@dataclass(frozen=True)
 class Star:
     system: bool
 
 
-Expr = Column | Trunc | CountAll
+Expr = Column | Trunc | CountAll | Aggregate
 
 
 @dataclass(frozen=True)
@@ -219,6 +228,12 @@ class Parser:
             self.advance()
             self.expect("punct", ")")
             return CountAll()
+        if name in AGGREGATE_FUNCTIONS:
+            argument = self.expr()
+            self.expect("punct", ")")
+            if not isinstance(argument, Column):
+                raise type_mismatch(f"{name} needs a column", self.text, token.position)
+            return Aggregate(name, argument)
         if name not in TRUNC_FUNCTIONS:
             raise SoqlError(
                 "query.soql.no-such-function",
