@@ -37,6 +37,7 @@ class LoggedRequest(NamedTuple):
     path: str
     query: dict[str, str]
     status: int
+    app_token: str | None = None
 
 
 class Response(NamedTuple):
@@ -205,7 +206,15 @@ class SocrataServer:
         query = dict(parse_qsl(split.query, keep_blank_values=True))
         response, fault = self._respond(split.path, query, unquote_plus(handler.path))
         with self._lock:
-            self._log.append(LoggedRequest(handler.command, split.path, query, response.status))
+            self._log.append(
+                LoggedRequest(
+                    handler.command,
+                    split.path,
+                    query,
+                    response.status,
+                    handler.headers.get("X-App-Token"),
+                )
+            )
         handler.send(response, fault, self.network)
 
     def _respond(
