@@ -110,7 +110,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     params = validate_params(args.start_month or settings.start_month, args.end_month, 0, ())
-    lake = open_lake(settings.lake_root(), SPD_CRIME)
+    lake = open_lake(settings, SPD_CRIME)
     present = lake.months()
     manifest = parse_entries(lake.manifest_texts())
     wanted = set(month_range(params.start_month, params.end_month))

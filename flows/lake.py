@@ -22,6 +22,7 @@ from flows.datasets import DatasetSpec
 from flows.errors import ConfigError
 from flows.locking import file_lock
 from flows.manifest import MANIFEST_DIR
+from flows.settings import Settings
 
 DATA_FILE = "data.parquet"
 _PARTITION_RE = re.compile(r"^report_month=(\d{4}-\d{2}|unknown)$")
@@ -117,15 +118,16 @@ class LocalLake:
         return file_lock(f"{self.root}.lock", wait_s)
 
 
-def open_lake(lake_url: str, spec: DatasetSpec) -> Lake:
-    """The lake named by CRIME_LAKE_URL: a local folder, or (later) gs://bucket/prefix."""
-    if lake_url.startswith("gs://"):
+def open_lake(settings: Settings, spec: DatasetSpec) -> Lake:
+    """The lake named by CRIME_LAKE_URL: a local folder, or gs://bucket/prefix on GCS."""
+    url = settings.lake_root()
+    if url.startswith("gs://"):
+        from flows.gcs_lake import open_gcs_lake  # google clients load only when used
+
+        return open_gcs_lake(url, spec, settings)
+    if "://" in url:
         raise ConfigError(
-            f"CRIME_LAKE_URL={lake_url!r}: the GCS lake is not available in this version; "
-            "use a local folder."
+            f"CRIME_LAKE_URL={settings.lake_url!r} has an unsupported scheme: use a local folder "
+            "or gs://BUCKET/PREFIX."
         )
-    if "://" in lake_url:
-        raise ConfigError(
-            f"CRIME_LAKE_URL={lake_url!r} has an unsupported scheme: use a local folder path."
-        )
-    return LocalLake(lake_url, spec)
+    return LocalLake(url, spec)

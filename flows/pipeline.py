@@ -120,11 +120,9 @@ def load_month(
 
 @task(name="rebuild-staging", cache_policy=NO_CACHE)
 def rebuild_staging(settings: Settings, spec: DatasetSpec, lake: Lake) -> int:
-    if settings.warehouse != "duckdb":
-        raise ConfigError(
-            f"CRIME_WAREHOUSE={settings.warehouse!r} is not available in this version: use duckdb."
-        )
     manifest = sorted(parse_entries(lake.manifest_texts()).values(), key=lambda e: e.month)
+    if settings.warehouse == "bigquery":
+        raise ConfigError("CRIME_WAREHOUSE=bigquery is not available in this version: use duckdb.")
     return rebuild_duckdb_staging(
         settings.duckdb_file(),
         spec,
@@ -196,12 +194,18 @@ def load_and_build(
     )
     results = load_months(client, spec, lake, settings, plan) if plan else []
     summary = RunSummary(results, new_fields=new_fields)
-    summary.staging_rows = rebuild_staging(settings, spec, lake)
-    logger.info(
-        "staging %s.%s shows %d rows", settings.staging_dataset, spec.name, summary.staging_rows
-    )
-    if settings.run_dbt:
-        run_dbt_build(settings)
+    if settings.warehouse == "none":
+        logger.info("CRIME_WAREHOUSE=none: the lake is loaded; no staging and no dbt")
+    else:
+        summary.staging_rows = rebuild_staging(settings, spec, lake)
+        logger.info(
+            "staging %s.%s shows %d rows",
+            settings.staging_dataset,
+            spec.name,
+            summary.staging_rows,
+        )
+        if settings.run_dbt:
+            run_dbt_build(settings)
     summary.requests = client.requests_made
     return summary
 
@@ -291,7 +295,7 @@ def run_pipeline(
         full_refresh,
     )
     spec = spec.with_source(settings.source_url, settings.dataset_id)
-    lake = open_lake(settings.lake_root(), spec)
+    lake = open_lake(settings, spec)
     client = make_client(settings)
     try:
         new_fields = check_source_contract(client, spec)

@@ -14,7 +14,7 @@ from typing import Literal
 from flows.errors import ConfigError
 from flows.months import parse_month
 
-Warehouse = Literal["duckdb", "bigquery"]
+Warehouse = Literal["duckdb", "bigquery", "none"]
 MAX_PAGE_SIZE = 50_000  # the SODA 2.x maximum for $limit
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -114,9 +114,16 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
     base = Settings()
     warehouse = env.get("CRIME_WAREHOUSE", base.warehouse).strip().lower()
-    if warehouse not in ("duckdb", "bigquery"):
+    if warehouse not in ("duckdb", "bigquery", "none"):
         raise ConfigError(
-            f"CRIME_WAREHOUSE={warehouse!r} is not supported: use 'duckdb' or 'bigquery'."
+            f"CRIME_WAREHOUSE={warehouse!r} is not supported: use 'duckdb', 'bigquery' or "
+            "'none' (the lake only)."
+        )
+    lake_url = env.get("CRIME_LAKE_URL", base.lake_url).strip()
+    if warehouse == "duckdb" and lake_url.startswith("gs://"):
+        raise ConfigError(
+            f"CRIME_LAKE_URL={lake_url!r} is on GCS, which the DuckDB warehouse cannot read "
+            "offline: set CRIME_WAREHOUSE=bigquery (or none for the lake only)."
         )
     source_url = env.get("CRIME_SOURCE_URL", base.source_url).strip().rstrip("/")
     if not source_url.startswith(("http://", "https://")):
@@ -127,7 +134,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     return Settings(
         source_url=source_url,
         dataset_id=env.get("CRIME_DATASET_ID", base.dataset_id).strip(),
-        lake_url=env.get("CRIME_LAKE_URL", base.lake_url).strip(),
+        lake_url=lake_url,
         warehouse=warehouse,  # type: ignore[arg-type]
         duckdb_path=env.get("CRIME_DUCKDB_PATH", base.duckdb_path).strip(),
         start_month=parse_month(

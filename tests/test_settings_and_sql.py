@@ -49,6 +49,7 @@ def test_environment_overrides_and_token_never_in_repr():
         ({"CRIME_CONCURRENCY": "four"}, "is not a whole number"),
         ({"CRIME_SOURCE_URL": "data.seattle.gov"}, "is not an http"),
         ({"CRIME_PAGE_SIZE": "60000"}, "at most 50000"),
+        ({"CRIME_LAKE_URL": "gs://b/lake"}, "the DuckDB warehouse cannot read offline"),
     ],
 )
 def test_bad_settings_fail_with_one_sentence(env, message):
