@@ -43,7 +43,7 @@ def test_environment_overrides_and_token_never_in_repr():
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({"CRIME_WAREHOUSE": "postgres"}, "use 'duckdb' or 'bigquery'"),
+        ({"CRIME_WAREHOUSE": "postgres"}, "use 'duckdb', 'bigquery' or 'none'"),
         ({"CRIME_START_MONTH": "2024-13"}, "CRIME_START_MONTH '2024-13' is not a valid month"),
         ({"CRIME_CONCURRENCY": "0"}, "must be at least 1"),
         ({"CRIME_CONCURRENCY": "four"}, "is not a whole number"),
