@@ -10,7 +10,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv-bqemu"
 PYTHON="${PYTHON:-python3.11}"
-PACKAGES=(bqemulator duckdb==1.5.5 duckdb-extensions==1.5.5 duckdb-extension-spatial==1.5.5 numpy)
+PACKAGES=(bqemulator==1.4.0 duckdb==1.5.5 duckdb-extensions==1.5.5 duckdb-extension-spatial==1.5.5 numpy)
 STAMP="$VENV/.installed"
 WANTED="${PACKAGES[*]}"
 
