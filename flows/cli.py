@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--refresh-months",
         type=int,
-        help="trailing months to fetch again even if loaded (default CRIME_REFRESH_MONTHS, 2)",
+        help="trailing months to fetch again even if unchanged (default CRIME_REFRESH_MONTHS, 0)",
     )
     run.add_argument(
         "--force",

@@ -267,7 +267,7 @@ def parent_process_data(
         start_month: First month to keep loaded, YYYY-MM (default CRIME_START_MONTH, 2008-01).
         end_month: Last month, YYYY-MM (default: the last complete month in Seattle).
         refresh_months: Trailing months fetched again even if loaded, because SPD revises
-            recent records (default CRIME_REFRESH_MONTHS, 2).
+            recent records (default CRIME_REFRESH_MONTHS, 0).
         force_months: Months fetched again whatever the lake holds, YYYY-MM each.
         full_refresh: Fetch every month from start_month to end_month again.
     """

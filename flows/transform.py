@@ -32,8 +32,10 @@ def run_dbt_build(settings: Settings, target_path: str | None = None) -> None:
     runner = PrefectDbtRunner(settings=dbt_settings, raise_on_failure=True)
     try:
         runner.invoke(["build", "--target", settings.dbt_target])
+        # warns (never fails) when the newest source row is older than the threshold
+        runner.invoke(["source", "freshness", "--target", settings.dbt_target])
     except ValueError as exc:
-        raise PipelineError(f"dbt build failed: {exc}") from None
+        raise PipelineError(f"dbt failed: {exc}") from None
     finally:
         if settings.warehouse == "duckdb":
             release_duckdb()
