@@ -27,7 +27,7 @@ from flows.settings import Settings, load_settings
 from flows.socrata import SocrataClient
 from flows.source import check_contract, fetch_month, source_months
 from flows.transform import run_dbt_build
-from flows.warehouse import rebuild_duckdb_staging
+from flows.warehouse import duckdb_data_quality, rebuild_duckdb_staging
 
 
 @dataclass
@@ -206,8 +206,36 @@ def load_and_build(
         )
         if settings.run_dbt:
             run_dbt_build(settings)
+            if settings.warehouse == "duckdb":
+                publish_quality(settings, summary)
     summary.requests = client.requests_made
     return summary
+
+
+def publish_quality(settings: Settings, summary: RunSummary) -> None:
+    """Per month loaded: values nulled for failing their type (loader) and sentinels cleaned
+    by staging (dbt's rpt_data_quality), so a data owner sees the quality of each load."""
+    loaded = {m.month: m for m in summary.months if not m.error}
+    rows = []
+    for quality in duckdb_data_quality(settings.duckdb_file(), sorted(loaded)):
+        month = str(quality.pop("report_month"))
+        typed = loaded[month].nulled
+        rows.append(
+            {
+                "month": month,
+                **{f"{column} (type)": count for column, count in sorted(typed.items())},
+                **{key: value for key, value in quality.items() if key != "row_count"},
+            }
+        )
+        cleaned = {k: v for k, v in quality.items() if k != "row_count" and v}
+        get_run_logger().info(
+            "%s quality: nulled for type %s; cleaned in staging %s",
+            month,
+            typed or "none",
+            cleaned or "none",
+        )
+    if rows:
+        create_table_artifact(rows, key="data-quality", description="Values nulled or cleaned")
 
 
 def publish_summary(summary: RunSummary) -> None:

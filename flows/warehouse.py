@@ -78,3 +78,19 @@ def rebuild_duckdb_staging(
         con.unregister("manifest_rows")
         row = con.execute(f"select count(*) from {schema}.{spec.name}").fetchone()
     return int(row[0]) if row else 0
+
+
+def duckdb_data_quality(duckdb_path: str, months: list[str]) -> list[dict[str, object]]:
+    """The dbt model rpt_data_quality for the given report months (what staging cleaned)."""
+    import duckdb
+
+    if not months:
+        return []
+    with duckdb.connect(duckdb_path) as con:
+        cursor = con.execute(
+            "select * from crime_marts.rpt_data_quality where report_month in "
+            f"({', '.join('?' for _ in months)}) order by report_month",
+            months,
+        )
+        names = [column[0] for column in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]

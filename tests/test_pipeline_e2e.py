@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from flows.errors import PipelineError
@@ -79,6 +80,27 @@ def test_backfill_loads_every_source_row_once_with_faults_on(
     pages = {m["month"]: m["pages"] for m in result["months"]}
     assert pages["2023-11"] == 3  # two full pages and the empty one that ends the month
     assert pages["2024-01"] == 2
+
+    # the quality report counts what staging cleaned, recounted here from the source's rows
+    sentinels = {"", "-", "REDACTED", "OOJ", "UNKNOWN", "UNKNOW"}
+    expected_precinct = {
+        month: sum(
+            1
+            for r in rows
+            if (month_of(r) or "unknown") == month
+            and r["precinct"] is not None
+            and r["precinct"].strip().upper() in sentinels
+        )
+        for month in expected
+    }
+    with duckdb.connect(str(configured / "warehouse.duckdb")) as con:
+        quality = dict(
+            con.execute(
+                "select report_month, precinct_sentinels from crime_marts.rpt_data_quality"
+            ).fetchall()
+        )
+    assert quality == expected_precinct
+    assert sum(expected_precinct.values()) > 0
 
     before = lake_fingerprint(configured / "lake")
     server.faults.reset()

@@ -62,26 +62,15 @@ cleaned as (
         shooting_type,
         coalesce(offense_code = '999', false) as is_placeholder_offense_code,
         precinct,
-        -- sector and beat codes starting with 99 are placeholders, not places
-        case when sector not like '99%' then sector end as sector,
-        case when beat not like '99%' then beat end as beat,
+        {{ without_placeholder_code('sector') }} as sector,
+        {{ without_placeholder_code('beat') }} as beat,
         neighborhood,
         reporting_area,
         block_address,
         census_block,
-        -- -1.0, 0 and geocoding misses fall outside the city: drop both coordinates together
-        case
-            when
-                latitude between 47.45 and 47.80
-                and longitude between -122.46 and -122.20
-                then latitude
-        end as latitude,
-        case
-            when
-                latitude between 47.45 and 47.80
-                and longitude between -122.46 and -122.20
-                then longitude
-        end as longitude,
+        -- a point outside the city is dropped whole: both coordinates together
+        case when {{ within_seattle('latitude', 'longitude') }} then latitude end as latitude,
+        case when {{ within_seattle('latitude', 'longitude') }} then longitude end as longitude,
         report_month,
         offense_at,
         reported_at,
