@@ -31,19 +31,25 @@ def test_second_holder_is_refused_with_the_holders_identity(tmp_path):
         pass
 
 
-def test_waiting_holder_gets_the_lock_when_it_is_released(tmp_path):
-    path = str(tmp_path / "x.lock")
+def hold_lock_in_another_process(path: str, seconds: float) -> subprocess.Popen:
+    """A second process that takes the lock, says so, and keeps it for `seconds`."""
     holder = subprocess.Popen(
         [
             sys.executable,
             "-c",
             f"import time; from flows.locking import file_lock\n"
-            f"with file_lock({path!r}): print('held', flush=True); time.sleep(1.5)",
+            f"with file_lock({path!r}): print('held', flush=True); time.sleep({seconds})",
         ],
         stdout=subprocess.PIPE,
         text=True,
     )
     assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_waiting_holder_gets_the_lock_when_it_is_released(tmp_path):
+    path = str(tmp_path / "x.lock")
+    holder = hold_lock_in_another_process(path, 1.5)
     started = time.monotonic()
     with file_lock(path, wait_s=30, poll_s=0.1):
         waited = time.monotonic() - started
@@ -53,17 +59,7 @@ def test_waiting_holder_gets_the_lock_when_it_is_released(tmp_path):
 
 def test_a_killed_holder_releases_the_lock(tmp_path):
     path = str(tmp_path / "x.lock")
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            f"import time; from flows.locking import file_lock\n"
-            f"with file_lock({path!r}): print('held', flush=True); time.sleep(600)",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert holder.stdout.readline().strip() == "held"
+    holder = hold_lock_in_another_process(path, 600)
     with pytest.raises(LakeBusyError), file_lock(path):
         pass
     os.kill(holder.pid, signal.SIGKILL)
