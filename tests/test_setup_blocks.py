@@ -122,7 +122,12 @@ def test_creates_three_blocks_then_changes_nothing(
     prefect_api_url: str, fake_key: tuple[Path, str], block_names: dict[str, str], tmp_path: Path
 ) -> None:
     key_path, pem = fake_key
-    env = {**block_names, "CRIME_LAKE_URL": "gs://test-crime-lake/lake", "SOCRATA_APP_TOKEN": TOKEN}
+    env = {
+        **block_names,
+        "CRIME_WAREHOUSE": "bigquery",
+        "CRIME_LAKE_URL": "gs://test-crime-lake/lake",
+        "SOCRATA_APP_TOKEN": TOKEN,
+    }
     cred = f"gcp-credentials/{block_names['CRIME_GCP_CREDENTIALS_BLOCK']}"
     lake = f"gcs-bucket/{block_names['CRIME_GCS_BUCKET_BLOCK']}"
     token = f"secret/{block_names['CRIME_SOCRATA_TOKEN_BLOCK']}"
@@ -163,7 +168,11 @@ def test_dry_run_reports_a_change_and_saves_nothing_then_a_run_updates(
     prefect_api_url: str, fake_key: tuple[Path, str], block_names: dict[str, str], tmp_path: Path
 ) -> None:
     key_path, _ = fake_key
-    env = {**block_names, "CRIME_LAKE_URL": "gs://test-crime-lake/lake"}
+    env = {
+        **block_names,
+        "CRIME_WAREHOUSE": "bigquery",
+        "CRIME_LAKE_URL": "gs://test-crime-lake/lake",
+    }
     lake = f"gcs-bucket/{block_names['CRIME_GCS_BUCKET_BLOCK']}"
     assert run_setup(["--key", str(key_path)], env, tmp_path, prefect_api_url).returncode == 0
 
@@ -194,7 +203,11 @@ def test_a_block_holding_the_key_contents_is_rewritten_to_hold_the_path(
     name = block_names["CRIME_GCP_CREDENTIALS_BLOCK"]
     GcpCredentials(service_account_info=json.loads(key_path.read_text())).save(name)
 
-    env = {**block_names, "CRIME_LAKE_URL": "gs://test-crime-lake/lake"}
+    env = {
+        **block_names,
+        "CRIME_WAREHOUSE": "bigquery",
+        "CRIME_LAKE_URL": "gs://test-crime-lake/lake",
+    }
     result = run_setup(["--key", str(key_path)], env, tmp_path, prefect_api_url)
     assert result.returncode == 0, result.stderr
     assert statuses(result.stdout)[f"gcp-credentials/{name}"] == "updated"
@@ -228,6 +241,7 @@ def test_without_a_key_uses_default_credentials_and_skips_the_token(
     )
     env = {
         **block_names,
+        "CRIME_WAREHOUSE": "bigquery",
         "CRIME_LAKE_URL": "gs://test-crime-lake/lake",
         "CRIME_GCP_PROJECT": "adc-project",
         "CLOUDSDK_CONFIG": str(gcloud),
@@ -287,7 +301,7 @@ def test_errors_are_one_sentence_and_exit_2(
 ) -> None:
     key_path, pem = fake_key
     info = json.loads(key_path.read_text())
-    env = {"CRIME_LAKE_URL": "gs://test-crime-lake/lake"}
+    env = {"CRIME_WAREHOUSE": "bigquery", "CRIME_LAKE_URL": "gs://test-crime-lake/lake"}
     args = ["--key", str(key_path)]
     if case == "missing-key":
         args = ["--key", str(tmp_path / "creds" / "absent.json")]
@@ -321,7 +335,7 @@ def test_lake_url_gives_bucket_and_folder() -> None:
     assert parse_lake_url("gs://b/a/b/") == ("b", "a/b/")
     assert parse_lake_url("gs://b") == ("b", "")
     assert parse_lake_url("data/lake") is None
-    settings = load_settings({"CRIME_LAKE_URL": "gs://my-lake/lake"})
+    settings = load_settings({"CRIME_WAREHOUSE": "bigquery", "CRIME_LAKE_URL": "gs://my-lake/lake"})
     assert resolve_bucket(settings, None) == ("my-lake", "lake/")
     assert resolve_bucket(settings, "gs://my-lake") == ("my-lake", "lake/")
     assert resolve_bucket(load_settings({}), "my-lake") == ("my-lake", "")
