@@ -92,11 +92,14 @@ def load_month(
     settings: Settings,
     month: str,
     reason: str,
+    known_count: int | None = None,
 ) -> MonthResult:
     """Fetch one month completely, then replace it in the lake. A failure writes nothing."""
     logger = get_run_logger()
     try:
-        data = fetch_month(client, spec, month, settings.page_size, settings.month_attempts)
+        data = fetch_month(
+            client, spec, month, settings.page_size, settings.month_attempts, known_count
+        )
     except PipelineError as exc:
         logger.error("%s: %s", month, exc)
         return MonthResult(month, reason, error=str(exc))
@@ -139,6 +142,7 @@ def load_months(
     lake: Lake,
     settings: Settings,
     plan: dict[str, str],
+    counts: dict[str, int] | None = None,
 ) -> list[MonthResult]:
     """Submit months with at most `concurrency` in flight, reporting progress as they finish."""
     logger = get_run_logger()
@@ -156,7 +160,8 @@ def load_months(
     for month, reason in plan.items():
         if len(in_flight) >= settings.concurrency:
             collect(in_flight.pop(0))
-        in_flight.append(load_month.submit(client, spec, lake, settings, month, reason))
+        known = (counts or {}).get(month, 0 if counts is not None else None)
+        in_flight.append(load_month.submit(client, spec, lake, settings, month, reason, known))
     for future in in_flight:
         collect(future)
     return sorted(results, key=lambda r: r.month)
@@ -182,7 +187,8 @@ def load_and_build(
 ) -> RunSummary:
     """The part of a run that writes: months into the lake, then staging and dbt."""
     logger = get_run_logger()
-    plan = plan_months(params, lake_state(lake), source_months(client, spec))
+    source = source_months(client, spec)
+    plan = plan_months(params, lake_state(lake), source)
     logger.info(
         "%d month(s) differ from the source: fetching them from %s dataset %s into %s "
         "(%d in parallel)",
@@ -192,7 +198,8 @@ def load_and_build(
         lake.root,
         settings.concurrency,
     )
-    results = load_months(client, spec, lake, settings, plan) if plan else []
+    counts = {month: stats.rows for month, stats in source.items()}
+    results = load_months(client, spec, lake, settings, plan, counts) if plan else []
     summary = RunSummary(results, new_fields=new_fields)
     if settings.warehouse == "none":
         logger.info("CRIME_WAREHOUSE=none: the lake is loaded; no staging and no dbt")
