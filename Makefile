@@ -9,7 +9,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 90
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser run status demo serve server bench test lint format requirements clean
+.PHONY: help install browser bqemu run status demo serve server bench test lint format requirements clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -48,7 +48,10 @@ server: $(STAMP) ## start a local Prefect server with its UI on http://127.0.0.1
 bench: $(STAMP) ## run the benchmarks and write benchmarks/RESULTS.md (minutes; not part of test)
 	$(BIN)/python -m benchmarks $(ARGS)
 
-test: $(STAMP) browser lint ## lint, then the whole test suite (offline)
+bqemu: ## the BigQuery emulator for the tests, in .venv-bqemu (about 45 s the first time)
+	@bash tests/setup_bqemulator.sh
+
+test: $(STAMP) browser bqemu lint ## lint, then the whole test suite (offline)
 	$(BIN)/python -m pytest $(ARGS)
 
 lint: $(STAMP) ## ruff and sqlfluff, as CI runs them
@@ -63,5 +66,5 @@ format: $(STAMP) ## apply ruff's fixes and formatting
 requirements: ## regenerate requirements.txt from requirements.in (needs uv)
 	uv pip compile requirements.in -o requirements.txt --python-version 3.11 --quiet --custom-compile-command "make requirements"
 
-clean: ## remove the virtual environment and dbt outputs (keeps data/)
-	rm -rf $(VENV) dbt/target dbt/logs
+clean: ## remove the virtual environments and dbt outputs (keeps data/)
+	rm -rf $(VENV) .venv-bqemu dbt/target dbt/logs

@@ -19,7 +19,7 @@ from prefect.futures import PrefectFuture
 from pydantic import Field
 
 from flows.datasets import SPD_CRIME, DatasetSpec
-from flows.errors import ConfigError, PipelineError
+from flows.errors import PipelineError
 from flows.lake import Lake, open_lake
 from flows.manifest import entry_for, parse_entries
 from flows.plan import LakeMonth, RunParams, plan_months, validate_params
@@ -125,7 +125,11 @@ def load_month(
 def rebuild_staging(settings: Settings, spec: DatasetSpec, lake: Lake) -> int:
     manifest = sorted(parse_entries(lake.manifest_texts()).values(), key=lambda e: e.month)
     if settings.warehouse == "bigquery":
-        raise ConfigError("CRIME_WAREHOUSE=bigquery is not available in this version: use duckdb.")
+        from flows.bigquery import stage_lake_in_bigquery  # google clients load only when used
+
+        return stage_lake_in_bigquery(
+            settings, spec, lake.root, manifest, has_files=bool(lake.months())
+        )
     return rebuild_duckdb_staging(
         settings.duckdb_file(),
         spec,

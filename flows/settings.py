@@ -120,6 +120,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             "'none' (the lake only)."
         )
     lake_url = env.get("CRIME_LAKE_URL", base.lake_url).strip()
+    if warehouse == "bigquery" and not lake_url.startswith("gs://"):
+        raise ConfigError(
+            f"CRIME_WAREHOUSE=bigquery reads the lake from GCS, but CRIME_LAKE_URL={lake_url!r} "
+            "is local: set CRIME_LAKE_URL=gs://BUCKET/PREFIX (terraform output lake_url)."
+        )
     if warehouse == "duckdb" and lake_url.startswith("gs://"):
         raise ConfigError(
             f"CRIME_LAKE_URL={lake_url!r} is on GCS, which the DuckDB warehouse cannot read "

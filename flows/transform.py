@@ -11,18 +11,33 @@ from flows.settings import Settings
 
 def dbt_env(settings: Settings) -> dict[str, str]:
     """The variables dbt's profiles.yml and sources read (see dbt/profiles.yml)."""
-    return {
+    env = {
         "CRIME_DUCKDB_PATH": settings.duckdb_file(),
         "CRIME_STAGING_DATASET": settings.staging_dataset,
         "CRIME_DBT_TARGET": settings.dbt_target,
+        "CRIME_BQ_DATASET": settings.bq_dataset,
+        "CRIME_BQ_LOCATION": settings.bq_location,
     }
+    if settings.gcp_project:
+        env["CRIME_GCP_PROJECT"] = settings.gcp_project
+    keyfile = Path(settings.gcp_keyfile).expanduser().resolve()
+    if settings.warehouse == "bigquery" and keyfile.is_file():
+        # dbt reads the same key file the credentials block points at; without one, ADC
+        env["CRIME_GCP_KEYFILE"] = str(keyfile)
+        env["CRIME_BQ_AUTH_METHOD"] = "service-account"
+    return env
 
 
 def run_dbt_build(settings: Settings, target_path: str | None = None) -> None:
     """`dbt build` (models and tests); any failure raises with dbt's own messages."""
     from prefect_dbt import PrefectDbtRunner, PrefectDbtSettings
 
-    os.environ.update(dbt_env(settings))
+    for name, value in dbt_env(settings).items():
+        # a value the user set for dbt (e.g. CRIME_BQ_AUTH_METHOD) wins over the derived one
+        if name == "CRIME_BQ_AUTH_METHOD":
+            os.environ.setdefault(name, value)
+        else:
+            os.environ[name] = value
     project_dir = Path(settings.dbt_project_dir)
     dbt_settings = PrefectDbtSettings(
         project_dir=project_dir,

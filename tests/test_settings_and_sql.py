@@ -50,6 +50,7 @@ def test_environment_overrides_and_token_never_in_repr():
         ({"CRIME_SOURCE_URL": "data.seattle.gov"}, "is not an http"),
         ({"CRIME_PAGE_SIZE": "60000"}, "at most 50000"),
         ({"CRIME_LAKE_URL": "gs://b/lake"}, "the DuckDB warehouse cannot read offline"),
+        ({"CRIME_WAREHOUSE": "bigquery"}, "reads the lake from GCS, but CRIME_LAKE_URL="),
     ],
 )
 def test_bad_settings_fail_with_one_sentence(env, message):

@@ -1,0 +1,267 @@
+"""The BigQuery warehouse's staging relation over the lake on GCS, rebuilt before each dbt run.
+
+    <project>.<staging_dataset>.spd_crime           external table over gs://.../spd_crime/*
+    <project>.<staging_dataset>.spd_crime_manifest  the lake's manifest, one row per month
+
+The external table reads the lake's Parquet where it lies, with the hive partition column
+report_month taken from the object names, so nothing is copied and the table is always exactly
+the lake. The manifest is small and loaded whole on every run. Both live in the staging
+dataset, which Terraform creates in the configured location; this module never creates it.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import pyarrow.parquet as pq
+from google.api_core import exceptions as api_errors
+from google.cloud import bigquery
+
+from flows.datasets import DatasetSpec
+from flows.errors import ConfigError, PipelineError
+from flows.manifest import ManifestEntry
+from flows.settings import Settings
+from flows.warehouse import manifest_table
+
+log = logging.getLogger(__name__)
+
+# the columns of flows.warehouse.manifest_table, as BigQuery types
+MANIFEST_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("report_month", "STRING"),
+    ("row_count", "INT64"),
+    ("fetched_at", "STRING"),
+    ("source_updated_at", "STRING"),
+)
+JOB_PREFIX = "crime_staging_"
+# a project id, optionally domain-scoped (example.com:project); nothing that could leave the quotes
+_PROJECT_RE = re.compile(r"^(?:[a-z][a-z0-9.-]*[a-z0-9]:)?[a-z][a-z0-9-]*[a-z0-9]$")
+_DATASET_RE = re.compile(r"^[A-Za-z0-9_]{1,1024}$")
+# the lake root inside a quoted literal: no quote, backslash or wildcard of its own
+_UNSAFE_URL_CHARS = re.compile(r"['\"\\*?\[\]\s]")
+_TERRAFORM = "create it with `terraform apply` in terraform/"
+
+
+def external_table_ddl(project: str, dataset: str, spec: DatasetSpec, lake_root_gs_url: str) -> str:
+    """`CREATE OR REPLACE EXTERNAL TABLE` over the lake's hive-partitioned Parquet.
+
+    lake_root_gs_url is the dataset's folder in the lake (GcsLake.root, such as
+    gs://bucket/lake/spd_crime): the uris take every object under it, which are only month files
+    (the manifest lives beside that folder, not in it), and the partition prefix ends right
+    before the first report_month=... key.
+    """
+    _check_identifiers(project, dataset)
+    root = _check_lake_root(lake_root_gs_url)
+    return (
+        f"CREATE OR REPLACE EXTERNAL TABLE `{project}.{dataset}.{spec.name}`\n"
+        f"WITH PARTITION COLUMNS ({spec.partition_column} STRING)\n"
+        "OPTIONS (\n"
+        "    format = 'PARQUET',\n"
+        f"    uris = ['{root}/*'],\n"
+        f"    hive_partition_uri_prefix = '{root}',\n"
+        "    require_hive_partition_filter = false\n"
+        ")"
+    )
+
+
+def rebuild_bigquery_staging(
+    client: bigquery.Client,
+    settings: Settings,
+    spec: DatasetSpec,
+    lake_root: str,
+    manifest_entries: Sequence[ManifestEntry],
+    has_files: bool = True,
+) -> int:
+    """Replace the external staging table and the manifest table; return the rows staged.
+
+    Every job runs in settings.bq_location, the location of the staging dataset.
+    """
+    project = _project(client, settings)
+    dataset = settings.staging_dataset
+    ddl = external_table_ddl(project, dataset, spec, lake_root)
+    if not has_files:
+        raise PipelineError(
+            f"The lake at {lake_root} holds no month files yet, so there is nothing for "
+            "BigQuery to stage: load at least one month first."
+        )
+    location = settings.bq_location
+    staging = f"{project}.{dataset}.{spec.name}"
+    with bigquery_errors(project, dataset):
+        _check_dataset(client, project, dataset, location)
+        client.query(ddl, location=location, job_id_prefix=JOB_PREFIX).result()
+        log.info("BigQuery: %s now reads %s", staging, lake_root)
+        manifest_rows = load_manifest(client, f"{staging}_manifest", manifest_entries, location)
+        log.info("BigQuery: %s_manifest holds %d month(s)", staging, manifest_rows)
+        result = client.query(
+            f"select count(*) as row_count from `{staging}`",
+            location=location,
+            job_id_prefix=JOB_PREFIX,
+        ).result()
+    row = next(iter(result), None)
+    return int(row[0]) if row is not None else 0
+
+
+def load_manifest(
+    client: bigquery.Client,
+    table_id: str,
+    entries: Sequence[ManifestEntry],
+    location: str,
+) -> int:
+    """Replace the manifest table with these entries in one load job (WRITE_TRUNCATE)."""
+    sink = io.BytesIO()
+    pq.write_table(manifest_table(list(entries)), sink)
+    sink.seek(0)
+    config = bigquery.LoadJobConfig(
+        source_format=bigquery.SourceFormat.PARQUET,
+        write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE,
+        create_disposition=bigquery.CreateDisposition.CREATE_IF_NEEDED,
+        # the schema is given, not detected: an empty manifest keeps its types too
+        schema=[bigquery.SchemaField(name, kind) for name, kind in MANIFEST_COLUMNS],
+    )
+    job = client.load_table_from_file(
+        sink, table_id, job_config=config, location=location, job_id_prefix=JOB_PREFIX
+    )
+    job.result()
+    return int(job.output_rows or 0)
+
+
+def bigquery_client(settings: Settings) -> bigquery.Client:
+    """A client built the production way: prefect-gcp's GcpCredentials block, else ADC."""
+    from flows.gcs_lake import load_gcp_credentials
+
+    credentials = load_gcp_credentials(settings.gcp_credentials_block)
+    try:
+        return credentials.get_bigquery_client(
+            project=settings.gcp_project, location=settings.bq_location
+        )
+    except OSError:
+        # google.cloud's "Project was not passed and could not be determined from the environment"
+        raise ConfigError(
+            "No Google Cloud project is known for BigQuery: set CRIME_GCP_PROJECT to the "
+            "project's ID (or save it in the GcpCredentials block)."
+        ) from None
+
+
+def stage_lake_in_bigquery(
+    settings: Settings,
+    spec: DatasetSpec,
+    lake_root: str,
+    manifest_entries: Sequence[ManifestEntry],
+    has_files: bool = True,
+) -> int:
+    """rebuild_bigquery_staging with a client of its own, closed afterwards: the flow's entry."""
+    client = bigquery_client(settings)
+    try:
+        return rebuild_bigquery_staging(
+            client, settings, spec, lake_root, manifest_entries, has_files=has_files
+        )
+    finally:
+        client.close()
+
+
+@contextmanager
+def bigquery_errors(project: str, dataset: str) -> Iterator[None]:
+    """Turn the BigQuery errors a user can act on into one-sentence PipelineErrors."""
+    try:
+        yield
+    except api_errors.Forbidden as exc:
+        reasons = _reasons(exc)
+        if "billingNotEnabled" in reasons:
+            raise PipelineError(
+                f"Billing is not enabled on Google Cloud project {project!r}, so BigQuery will "
+                "not run jobs there: enable billing for it in the console, or set "
+                "CRIME_GCP_PROJECT to a project with billing."
+            ) from None
+        if reasons & {"rateLimitExceeded", "quotaExceeded"}:
+            raise
+        # the response text can name the service account; the message keeps to the resources
+        raise PipelineError(
+            f"The GCP credentials may not create tables or run jobs in BigQuery dataset "
+            f"{project}.{dataset}: grant them roles/bigquery.dataEditor on it and "
+            f"roles/bigquery.jobUser on project {project} (`terraform apply` does), or use "
+            "the credentials block that has them."
+        ) from None
+    except api_errors.NotFound as exc:
+        if "Not found: Project" in exc.message:
+            raise PipelineError(
+                f"Google Cloud project {project!r} does not exist or is not visible to these "
+                "credentials: set CRIME_GCP_PROJECT to the project's ID (not its name or "
+                "number)."
+            ) from None
+        if "Not found: Dataset" in exc.message:
+            raise _missing_dataset(project, dataset) from None
+        raise
+    except api_errors.BadRequest as exc:
+        if "Invalid project ID" in exc.message:
+            raise ConfigError(
+                f"{project!r} is not a valid Google Cloud project ID: set CRIME_GCP_PROJECT "
+                "to the project's ID, lowercase letters, digits and hyphens."
+            ) from None
+        raise
+
+
+def _project(client: bigquery.Client, settings: Settings) -> str:
+    project = settings.gcp_project or client.project
+    if not project:
+        raise ConfigError(
+            "No Google Cloud project is known for BigQuery: set CRIME_GCP_PROJECT to the "
+            "project's ID."
+        )
+    return str(project)
+
+
+def _check_dataset(client: bigquery.Client, project: str, dataset: str, location: str) -> None:
+    try:
+        found = client.get_dataset(f"{project}.{dataset}")
+    except api_errors.NotFound as exc:
+        if "Not found: Project" in exc.message:
+            raise
+        raise _missing_dataset(project, dataset) from None
+    if found.location and found.location.lower() != location.lower():
+        # a job in another location cannot see the dataset at all: say where it is instead
+        raise ConfigError(
+            f"The BigQuery dataset {project}.{dataset} is in location {found.location}, not "
+            f"in CRIME_BQ_LOCATION={location}: set CRIME_BQ_LOCATION={found.location}."
+        )
+
+
+def _missing_dataset(project: str, dataset: str) -> PipelineError:
+    return PipelineError(
+        f"The BigQuery dataset {project}.{dataset} does not exist: {_TERRAFORM}, or set "
+        "CRIME_STAGING_DATASET to an existing dataset."
+    )
+
+
+def _reasons(exc: api_errors.GoogleAPICallError) -> set[str]:
+    return {str(error.get("reason", "")) for error in exc.errors if isinstance(error, dict)}
+
+
+def _check_identifiers(project: str, dataset: str) -> None:
+    if not _PROJECT_RE.match(project):
+        raise ConfigError(
+            f"CRIME_GCP_PROJECT={project!r} is not a Google Cloud project ID: use the "
+            "project's ID, lowercase letters, digits and hyphens, as in my-crime-project."
+        )
+    if not _DATASET_RE.match(dataset):
+        raise ConfigError(
+            f"CRIME_STAGING_DATASET={dataset!r} is not a BigQuery dataset name: use letters, "
+            "digits and underscores only, as in crime_staging."
+        )
+
+
+def _check_lake_root(url: str) -> str:
+    root = url.rstrip("/")
+    if not root.startswith("gs://"):
+        raise ConfigError(
+            f"CRIME_LAKE_URL={url!r} is not on GCS, and BigQuery reads the lake from there: "
+            "set CRIME_LAKE_URL=gs://BUCKET/PREFIX for CRIME_WAREHOUSE=bigquery."
+        )
+    if _UNSAFE_URL_CHARS.search(root) or root.count("/") < 3:
+        raise ConfigError(
+            f"The lake location {url!r} cannot name an external table's files: use "
+            "gs://BUCKET/PREFIX with no quotes, spaces or wildcards."
+        )
+    return root
