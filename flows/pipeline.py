@@ -15,7 +15,7 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 from prefect.cache_policies import NO_CACHE
-from prefect.futures import PrefectFuture
+from prefect.futures import PrefectFuture, wait
 from pydantic import Field
 
 from flows.datasets import SPD_CRIME, DatasetSpec
@@ -153,21 +153,31 @@ def load_months(
     progress = create_progress_artifact(0.0, key="load-progress", description="Months loaded")
     in_flight: list[PrefectFuture[MonthResult]] = []
     results: list[MonthResult] = []
+    last_report = time.monotonic()
 
-    def collect(future: PrefectFuture[MonthResult]) -> None:
-        results.append(future.result())
-        done = len(results)
-        update_progress_artifact(progress, 100.0 * done / len(plan))
-        if done % 12 == 0 or done == len(plan):
-            logger.info("progress: %d/%d months done", done, len(plan))
+    def collect_finished(block: bool) -> None:
+        nonlocal in_flight, last_report
+        # the first month to finish frees its slot, not the oldest one
+        while True:
+            done, pending = wait(in_flight, timeout=0.02)
+            if done or not block:
+                break
+        in_flight = list(pending)
+        results.extend(future.result() for future in done)
+        finished = len(results)
+        # the progress artifact is an API round trip: at most once a second, and at the end
+        if done and (time.monotonic() - last_report >= 1.0 or finished == len(plan)):
+            update_progress_artifact(progress, 100.0 * finished / len(plan))
+            logger.info("progress: %d/%d months done", finished, len(plan))
+            last_report = time.monotonic()
 
     for month, reason in plan.items():
-        if len(in_flight) >= settings.concurrency:
-            collect(in_flight.pop(0))
+        while len(in_flight) >= settings.concurrency:
+            collect_finished(block=True)
         known = (counts or {}).get(month, 0 if counts is not None else None)
         in_flight.append(load_month.submit(client, spec, lake, settings, month, reason, known))
-    for future in in_flight:
-        collect(future)
+    while in_flight:
+        collect_finished(block=True)
     return sorted(results, key=lambda r: r.month)
 
 
@@ -216,7 +226,7 @@ def load_and_build(
             summary.staging_rows,
         )
         if settings.run_dbt:
-            run_dbt_build(settings)
+            run_dbt_build(settings, logger)
             if settings.warehouse == "duckdb":
                 publish_quality(settings, summary)
     summary.requests = client.requests_made

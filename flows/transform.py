@@ -1,9 +1,15 @@
-"""dbt build on the warehouse, through prefect-dbt so each model shows as a task in the run."""
+"""dbt build on the warehouse, through dbt's Python API, each node's result in the run's log.
+
+prefect-dbt's runner (a Prefect task per dbt node) was measured 2-3x slower than this and up to
+2 GB of memory on the full history (benchmarks/RESULTS.md), so the flow calls dbt directly.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
+from typing import Any
 
 from flows.errors import PipelineError
 from flows.settings import Settings
@@ -28,29 +34,67 @@ def dbt_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def run_dbt_build(settings: Settings, target_path: str | None = None) -> None:
-    """`dbt build` (models and tests); any failure raises with dbt's own messages."""
-    from prefect_dbt import PrefectDbtRunner, PrefectDbtSettings
+# dbt events worth a line in the run's log: each node's result and the closing summary
+_LOGGED_EVENTS = frozenset(
+    {"LogModelResult", "LogTestResult", "LogFreshnessResult", "EndOfRunSummary", "StatsLine"}
+)
 
+
+def _log_event(logger: logging.Logger | logging.LoggerAdapter) -> Any:
+    def callback(event: Any) -> None:
+        if event.info.name in _LOGGED_EVENTS and event.info.msg:
+            logger.info("dbt: %s", event.info.msg)
+
+    return callback
+
+
+def _invoke(args: list[str], logger: logging.Logger | logging.LoggerAdapter) -> None:
+    from dbt.cli.main import dbtRunner
+
+    result = dbtRunner(callbacks=[_log_event(logger)]).invoke(args)
+    if result.exception is not None:
+        raise PipelineError(f"dbt {args[0]} could not run: {result.exception}")
+    if not result.success:
+        failed = [
+            f"{node.node.resource_type} {node.node.name}: {node.message}"
+            for node in getattr(result.result, "results", [])
+            if str(node.status) in {"error", "fail", "runtime error"}
+        ]
+        raise PipelineError(
+            f"dbt {args[0]} failed ({'; '.join(failed) or 'see the log'}): nothing in the lake "
+            "changed; fix the model or the data and run again."
+        )
+
+
+def run_dbt_build(
+    settings: Settings,
+    logger: logging.Logger | logging.LoggerAdapter,
+    target_path: str | None = None,
+) -> None:
+    """`dbt build` (models and tests) then `dbt source freshness`; a failure raises."""
     for name, value in dbt_env(settings).items():
         # a value the user set for dbt (e.g. CRIME_BQ_AUTH_METHOD) wins over the derived one
         if name == "CRIME_BQ_AUTH_METHOD":
             os.environ.setdefault(name, value)
         else:
             os.environ[name] = value
+    os.environ.setdefault("DBT_USE_COLORS", "false")  # the run's log is not a terminal
     project_dir = Path(settings.dbt_project_dir)
-    dbt_settings = PrefectDbtSettings(
-        project_dir=project_dir,
-        profiles_dir=project_dir,
-        target_path=Path(target_path or project_dir / "target"),
-    )
-    runner = PrefectDbtRunner(settings=dbt_settings, raise_on_failure=True)
+    common = [
+        "--project-dir",
+        str(project_dir),
+        "--profiles-dir",
+        str(project_dir),
+        "--target-path",
+        str(Path(target_path or project_dir / "target")),
+        "--target",
+        settings.dbt_target,
+        "--quiet",
+    ]
     try:
-        runner.invoke(["build", "--target", settings.dbt_target])
+        _invoke(["build", *common], logger)
         # warns (never fails) when the newest source row is older than the threshold
-        runner.invoke(["source", "freshness", "--target", settings.dbt_target])
-    except ValueError as exc:
-        raise PipelineError(f"dbt failed: {exc}") from None
+        _invoke(["source", "freshness", *common], logger)
     finally:
         if settings.warehouse == "duckdb":
             release_duckdb()

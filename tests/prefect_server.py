@@ -95,4 +95,10 @@ class PrefectServer:
             stop(self.process)
 
     def api(self, method: str, path: str, **kwargs) -> requests.Response:
-        return requests.request(method, f"{self.api_url}{path}", timeout=30, **kwargs)
+        # a busy server (sqlite locked under load) answers 503: ask again, as prefect's client does
+        for _ in range(10):
+            resp = requests.request(method, f"{self.api_url}{path}", timeout=30, **kwargs)
+            if resp.status_code != 503:
+                return resp
+            time.sleep(1)
+        return resp

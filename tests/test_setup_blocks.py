@@ -291,7 +291,7 @@ def _write(path: Path, text: str) -> Path:
         ("not-json", "is not readable JSON"),
         ("not-service-account", "is not a service-account key"),
         ("broken-private-key", "holds a private key that cannot be loaded"),
-        ("no-bucket", "no lake bucket"),
+        ("no-bucket", "reads the lake from GCS"),
         ("bucket-disagrees", "disagrees with CRIME_LAKE_URL"),
         ("no-credentials-at-all", "no key file and no application default credentials"),
     ],
