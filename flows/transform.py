@@ -36,7 +36,14 @@ def dbt_env(settings: Settings) -> dict[str, str]:
 
 # dbt events worth a line in the run's log: each node's result and the closing summary
 _LOGGED_EVENTS = frozenset(
-    {"LogModelResult", "LogTestResult", "LogFreshnessResult", "EndOfRunSummary", "StatsLine"}
+    {
+        "LogModelResult",
+        "LogTestResult",
+        "LogFreshnessResult",
+        "FinishedRunningStats",
+        "EndOfRunSummary",
+        "StatsLine",
+    }
 )
 
 
