@@ -45,6 +45,7 @@ from flows.lake import LocalLake
 from flows.manifest import ManifestEntry, entry_for
 from flows.source import UPDATED_AT
 from flows.typing_rules import convert_table
+from tests.processes import stop_process
 from tests.socrata.data import month_of
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -193,16 +194,8 @@ def _wait_until_answering(emulator: BqEmulator, timeout_s: float) -> None:
 
 
 def stop_bq_emulator(emulator: BqEmulator, timeout_s: float = 10.0) -> None:
-    """Stop the emulator by its pid: terminate, then kill if it has not gone in time."""
-    process = emulator.process
-    if process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=timeout_s)
+    """Stop the emulator by its pid."""
+    stop_process(emulator.process, timeout_s)
 
 
 @contextmanager

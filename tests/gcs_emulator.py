@@ -32,6 +32,8 @@ from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
+from tests.processes import stop_process
+
 EMULATOR_SCRIPT = "gcp-storage-emulator"
 _REQUEST_LINE_RE = re.compile(r'"([A-Z]+) (\S+) HTTP/[\d.]+" (\d{3})')
 
@@ -132,16 +134,8 @@ def _wait_until_answering(emulator: GcsEmulator, timeout_s: float) -> None:
 
 
 def stop_emulator(emulator: GcsEmulator, timeout_s: float = 5.0) -> None:
-    """Stop the emulator by its pid: terminate, then kill if it has not gone in time."""
-    process = emulator.process
-    if process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=timeout_s)
+    """Stop the emulator by its pid."""
+    stop_process(emulator.process, timeout_s)
 
 
 @contextmanager
