@@ -16,13 +16,11 @@ fake answers those in a new order every time, as Socrata may, so they are never 
 
 from __future__ import annotations
 
-import signal
 import sys
 import threading
 import time
-from types import FrameType
 
-from tests.socrata.__main__ import build_server, parse_args
+from tests.socrata.__main__ import build_server, parse_args, serve_until, stop_on_signal
 from tests.socrata.data import month_range
 from tests.socrata.server import Response, SocrataServer
 
@@ -75,13 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         page_size = int(argv[at + 1])
         del argv[at : at + 2]
     args = parse_args(argv)
-    stopping = threading.Event()
-
-    def request_stop(signum: int, frame: FrameType | None) -> None:
-        stopping.set()
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
+    stopping = stop_on_signal()
     started = time.monotonic()
     server = build_server(args)
     log_requests(server)
@@ -92,11 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"PRIMED_QUERIES={primed}", flush=True)
     print(f"READY_AFTER_S={time.monotonic() - started:.1f}", flush=True)
     print(f"SOCRATA_URL={url}", flush=True)
-    try:
-        while not stopping.wait(0.5):
-            pass
-    finally:
-        server.stop()
+    serve_until(stopping, server)
     return 0
 
 

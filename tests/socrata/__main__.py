@@ -59,8 +59,8 @@ def build_server(args: argparse.Namespace) -> SocrataServer:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def stop_on_signal() -> threading.Event:
+    """An event set by SIGTERM or SIGINT, so a server can stop cleanly and exit 0."""
     stopping = threading.Event()
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
@@ -68,15 +68,25 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    server = build_server(args)
-    url = server.start()
-    print(f"SOCRATA_URL={url}", flush=True)
+    return stopping
+
+
+def serve_until(stopping: threading.Event, server: SocrataServer) -> None:
     try:
         # a timed wait keeps the main thread responsive to signals
         while not stopping.wait(0.5):
             pass
     finally:
         server.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    stopping = stop_on_signal()
+    server = build_server(args)
+    url = server.start()
+    print(f"SOCRATA_URL={url}", flush=True)
+    serve_until(stopping, server)
     return 0
 
 
