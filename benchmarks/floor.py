@@ -1,9 +1,9 @@
 """The floor: parsing and writing the months with no HTTP and no orchestration.
 
 First (not timed) every month's CSV pages are fetched into memory with exactly the SoQL the
-pipeline sends (`flows.source.page_params`, same page size). Then, timed, month by month and on
-one thread: each page is parsed by the pipeline's own `read_csv_page`, the month's pages are
-concatenated and typed by `convert_table`, and the month is written with the lake's
+pipeline sends (`flows.sources.socrata.page_params`, same page size). Then, timed, month by
+month and on one thread: each page is parsed by the pipeline's own `read_csv_page`, the month's
+pages are concatenated and typed by `convert_table`, and the month is written with the lake's
 `parquet_bytes_writer` to a file (no fsync, no temp file, no rename). One month is parsed and
 written once before timing, so lazy imports and first-call costs are not counted.
 
@@ -24,12 +24,12 @@ from pathlib import Path
 import pyarrow as pa
 import requests
 
-from flows.datasets import SPD_CRIME
-from flows.lake import parquet_bytes_writer
+from flows.lake.layout import parquet_bytes_writer
 from flows.months import month_range
 from flows.settings import Settings
-from flows.source import month_where, page_params, read_csv_page
-from flows.typing_rules import convert_table
+from flows.sources.casting import convert_table
+from flows.sources.socrata import month_where, page_params, read_csv_page
+from flows.sources.specs import SPD_CRIME
 
 
 def fetch_pages(url: str, months: list[str], page_size: int) -> dict[str, list[bytes]]:

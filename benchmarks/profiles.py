@@ -109,7 +109,7 @@ def classify(stack: list[str], is_main: bool, thread: str = "") -> tuple[str, st
 def in_load_phase(stack: list[str], thread: str) -> bool:
     """The flow's month loading: its main thread in load_months, and the task workers
     (`ThreadPoolExecutor-N_M`) that run load-month tasks."""
-    if any(label.startswith("flows.pipeline:load_month") for label in stack):
+    if any(label.startswith("flows.flow:load_month") for label in stack):
         return True
     return thread.startswith("ThreadPoolExecutor") and any(
         label.startswith("prefect.task_engine") for label in stack

@@ -46,16 +46,16 @@ def log_requests(server: SocrataServer) -> None:
 
 def prime(server: SocrataServer, months: list[str], page_size: int) -> int:
     """Answer the per-month queries once, into a body cache made big enough to keep them all."""
-    from flows.datasets import SPD_CRIME
     from flows.months import UNKNOWN_MONTH
-    from flows.source import month_where, page_params
+    from flows.sources.socrata import month_where, page_params
+    from flows.sources.specs import SPD_CRIME
     from tests.socrata import query
 
     spec = SPD_CRIME
     queries: list[tuple[str, dict[str, str]]] = []
     for month in [*months, UNKNOWN_MONTH]:
         where = month_where(spec, month)
-        # flows.source.count_rows and fetch_rows
+        # flows.sources.socrata.count_rows and fetch_rows
         queries.append(("json", {"$select": "count(*) AS n", "$where": where}))
         queries.append(("csv", page_params(spec, where, page_size, 0)))
     query.BODY_CACHE_SIZE = max(query.BODY_CACHE_SIZE, len(queries) + 256)

@@ -149,9 +149,9 @@ class SourceProcess:
         Returns the seconds it took, or None when the pipeline has no such request.
         """
         try:
-            from flows.datasets import SPD_CRIME
-            from flows.socrata import SocrataClient
-            from flows.source import source_months
+            from flows.sources.http import SocrataClient
+            from flows.sources.socrata import source_months
+            from flows.sources.specs import SPD_CRIME
         except ImportError:
             return None
         client = SocrataClient(self.url)

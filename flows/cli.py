@@ -73,7 +73,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         args.force,
         args.full_refresh,
     )
-    from flows.pipeline import parent_process_data
+    from flows.flow import parent_process_data
 
     result = parent_process_data(
         start_month=args.start_month,
@@ -102,11 +102,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from flows.datasets import SPD_CRIME
     from flows.lake import open_lake
-    from flows.manifest import parse_entries
+    from flows.lake.manifest import parse_entries
     from flows.plan import validate_params
     from flows.settings import load_settings
+    from flows.sources.specs import SPD_CRIME
 
     settings = load_settings()
     params = validate_params(args.start_month or settings.start_month, args.end_month, 0, ())

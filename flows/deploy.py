@@ -47,7 +47,7 @@ def serve(options: ServeOptions) -> None:
     from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
     from prefect.schedules import Cron
 
-    from flows.pipeline import parent_process_data
+    from flows.flow import parent_process_data
 
     validate_serve_options(options)
     parent_process_data.serve(

@@ -6,9 +6,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from flows.errors import ConfigError
-from flows.manifest import ManifestEntry, parse_socrata_utc
+from flows.lake.manifest import ManifestEntry, parse_socrata_utc
 from flows.months import UNKNOWN_MONTH, add_months, last_complete_month, month_range, parse_month
-from flows.source import SourceMonth
+from flows.sources.socrata import SourceMonth
 
 
 @dataclass(frozen=True)

@@ -40,11 +40,11 @@ from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 
-from flows.datasets import SPD_CRIME, DatasetSpec
-from flows.lake import LocalLake
-from flows.manifest import ManifestEntry, entry_for
-from flows.source import UPDATED_AT
-from flows.typing_rules import convert_table
+from flows.lake.local import LocalLake
+from flows.lake.manifest import ManifestEntry, entry_for
+from flows.sources.casting import convert_table
+from flows.sources.socrata import UPDATED_AT
+from flows.sources.specs import SPD_CRIME, DatasetSpec
 from tests.processes import stop_process
 from tests.socrata.data import month_of
 
@@ -53,7 +53,7 @@ VENV = ROOT / ".venv-bqemu"
 PROJECT = "test"
 SETUP_HINT = "run tests/setup_bqemulator.sh (make test does)"
 
-# the statement flows.bigquery.external_table_ddl writes
+# the statement flows.warehouse.bigquery.external_table_ddl writes
 _EXTERNAL_DDL_RE = re.compile(
     r"^CREATE OR REPLACE EXTERNAL TABLE `(?P<table>[^`]+)`\s+"
     r"WITH PARTITION COLUMNS \((?P<column>\w+) STRING\)\s+"

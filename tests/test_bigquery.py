@@ -25,17 +25,17 @@ from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery, storage
 
-from flows import bigquery as bq
-from flows.bigquery import (
+from flows.errors import ConfigError, PipelineError
+from flows.lake.gcs import GcsLake
+from flows.lake.manifest import ManifestEntry
+from flows.settings import Settings
+from flows.sources.specs import SPD_CRIME
+from flows.warehouse import bigquery as bq
+from flows.warehouse.bigquery import (
     MANIFEST_COLUMNS,
     external_table_ddl,
     rebuild_bigquery_staging,
 )
-from flows.datasets import SPD_CRIME
-from flows.errors import ConfigError, PipelineError
-from flows.gcs_lake import GcsLake
-from flows.manifest import ManifestEntry
-from flows.settings import Settings
 from tests.bq_emulator import (
     PROJECT,
     BqEmulator,
@@ -422,7 +422,7 @@ def test_the_client_comes_from_prefect_gcp_with_project_and_location(
 ) -> None:
     from prefect_gcp import GcpCredentials
 
-    import flows.gcs_lake
+    import flows.lake.gcs
 
     # application default credentials, as a machine without a key file has them
     monkeypatch.setattr(google.auth, "default", lambda *a, **k: (AnonymousCredentials(), None))
@@ -432,7 +432,7 @@ def test_the_client_comes_from_prefect_gcp_with_project_and_location(
         asked.append(block_name)
         return GcpCredentials(project="block-project")
 
-    monkeypatch.setattr(flows.gcs_lake, "load_gcp_credentials", load)
+    monkeypatch.setattr(flows.lake.gcs, "load_gcp_credentials", load)
 
     client = bq.bigquery_client(settings(gcp_project="my-crime-project"))
     assert (client.project, client.location) == ("my-crime-project", LOCATION)
@@ -464,7 +464,7 @@ def live() -> Settings:
 
 @pytest.mark.live
 def test_live_external_table_over_the_gcs_lake(live: Settings, tmp_path: Path) -> None:
-    from flows.gcs_lake import open_gcs_lake
+    from flows.lake.gcs import open_gcs_lake
 
     lake = open_gcs_lake(live.lake_root(), SPD_CRIME, live)
     rows = generate_rows(MONTHS, rows_per_month=20, seed=3, null_report_rows=2)

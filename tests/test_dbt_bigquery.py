@@ -27,11 +27,11 @@ from pathlib import Path
 import pytest
 from google.cloud import bigquery
 
-from flows.bigquery import rebuild_bigquery_staging, stage_lake_in_bigquery
-from flows.datasets import SPD_CRIME
-from flows.lake import LocalLake
-from flows.manifest import ManifestEntry, parse_entries
+from flows.lake.local import LocalLake
+from flows.lake.manifest import ManifestEntry, parse_entries
 from flows.settings import PROJECT_ROOT, Settings
+from flows.sources.specs import SPD_CRIME
+from flows.warehouse.bigquery import rebuild_bigquery_staging, stage_lake_in_bigquery
 from tests.bq_emulator import (
     PROJECT,
     BqEmulator,
@@ -414,8 +414,8 @@ def partition_times(client: bigquery.Client, dataset: str) -> dict[str, object]:
 def test_live_incremental_run_rewrites_only_changed_partitions(
     live: Settings, tmp_path: Path
 ) -> None:
-    from flows.bigquery import bigquery_client
-    from flows.gcs_lake import open_gcs_lake
+    from flows.lake.gcs import open_gcs_lake
+    from flows.warehouse.bigquery import bigquery_client
 
     lake = open_gcs_lake(live.lake_root(), SPD_CRIME, live)
     dbt = Dbt(dict(os.environ, CRIME_DBT_TARGET="bigquery"), tmp_path / "target")

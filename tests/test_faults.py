@@ -13,7 +13,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from flows.manifest import parse_entries
+from flows.lake.manifest import parse_entries
 from tests.lakecheck import lake_fingerprint, lake_keys, source_keys, warehouse_keys
 from tests.socrata import Faults, NetworkModel, SocrataServer, generate_rows
 from tests.test_cli_errors import ROOT, last_line, run_cli

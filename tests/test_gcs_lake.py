@@ -18,17 +18,17 @@ from google.auth.credentials import AnonymousCredentials
 from google.auth.exceptions import DefaultCredentialsError
 from google.cloud import storage
 
-from flows.datasets import SPD_CRIME
 from flows.errors import ConfigError, PipelineError
-from flows.gcs_lake import (
+from flows.lake.gcs import (
     FOOTER_READ_BYTES,
     GcsLake,
     encode_parquet,
     md5_base64,
     open_gcs_lake,
 )
-from flows.locking import LakeBusyError
+from flows.lake.locking import LakeBusyError
 from flows.settings import Settings
+from flows.sources.specs import SPD_CRIME
 from tests.gcs_emulator import (
     GcsEmulator,
     LoggedRequest,

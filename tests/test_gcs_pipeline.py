@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 from google.auth.credentials import AnonymousCredentials
 
-from flows.pipeline import parent_process_data
+from flows.flow import parent_process_data
 from tests.gcs_emulator import running_emulator
 from tests.lakecheck import source_keys
 from tests.socrata import Faults, SocrataServer, generate_rows

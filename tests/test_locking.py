@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from flows.datasets import SPD_CRIME
-from flows.lake import LocalLake
-from flows.locking import LakeBusyError, file_lock
+from flows.lake.local import LocalLake
+from flows.lake.locking import LakeBusyError, file_lock
+from flows.sources.specs import SPD_CRIME
 from tests.lakecheck import lake_fingerprint
 from tests.socrata import SocrataServer, generate_rows
 from tests.test_cli_errors import last_line, run_cli
@@ -37,7 +37,7 @@ def hold_lock_in_another_process(path: str, seconds: float) -> subprocess.Popen:
         [
             sys.executable,
             "-c",
-            f"import time; from flows.locking import file_lock\n"
+            f"import time; from flows.lake.locking import file_lock\n"
             f"with file_lock({path!r}): print('held', flush=True); time.sleep({seconds})",
         ],
         stdout=subprocess.PIPE,

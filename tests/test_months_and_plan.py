@@ -4,7 +4,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from flows.errors import ConfigError
-from flows.manifest import ManifestEntry
+from flows.lake.manifest import ManifestEntry
 from flows.months import (
     UNKNOWN_MONTH,
     add_months,
@@ -14,7 +14,7 @@ from flows.months import (
     parse_month,
 )
 from flows.plan import LakeMonth, RunParams, plan_months, validate_params
-from flows.source import SourceMonth
+from flows.sources.socrata import SourceMonth
 
 
 @pytest.mark.parametrize(

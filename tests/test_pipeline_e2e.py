@@ -8,7 +8,7 @@ import duckdb
 import pytest
 
 from flows.errors import PipelineError
-from flows.pipeline import parent_process_data
+from flows.flow import parent_process_data
 from tests.lakecheck import lake_fingerprint, lake_keys, source_keys, warehouse_keys
 from tests.socrata import Faults, SocrataServer, generate_rows
 from tests.socrata.data import month_of

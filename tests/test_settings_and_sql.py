@@ -1,13 +1,13 @@
 import pyarrow as pa
 import pytest
 
-from flows.datasets import SPD_CRIME
 from flows.errors import ConfigError
 from flows.months import UNKNOWN_MONTH
 from flows.settings import Settings, load_settings
-from flows.source import month_where, page_params
-from flows.typing_rules import convert_table
-from flows.warehouse import duckdb_staging_sql
+from flows.sources.casting import convert_table
+from flows.sources.socrata import month_where, page_params
+from flows.sources.specs import SPD_CRIME
+from flows.warehouse.duckdb import duckdb_staging_sql
 
 
 def test_defaults_run_locally_with_nothing_set():

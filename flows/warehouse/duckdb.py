@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from flows.datasets import DatasetSpec
-from flows.manifest import ManifestEntry
+from flows.lake.manifest import ManifestEntry
+from flows.sources.specs import DatasetSpec
 
 DUCKDB_TYPES = {
     pa.string(): "varchar",

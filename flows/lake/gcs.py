@@ -29,12 +29,12 @@ from google.api_core import exceptions as api_errors
 from google.auth.exceptions import DefaultCredentialsError
 from google.cloud import storage
 
-from flows.datasets import DatasetSpec
 from flows.errors import ConfigError, PipelineError
-from flows.lake import DATA_FILE, parquet_bytes_writer
-from flows.locking import file_lock
-from flows.manifest import MANIFEST_DIR
+from flows.lake.layout import DATA_FILE, parquet_bytes_writer
+from flows.lake.locking import file_lock
+from flows.lake.manifest import MANIFEST_DIR
 from flows.settings import Settings
+from flows.sources.specs import DatasetSpec
 
 if TYPE_CHECKING:
     from prefect_gcp import GcpCredentials

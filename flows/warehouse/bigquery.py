@@ -21,15 +21,15 @@ import pyarrow.parquet as pq
 from google.api_core import exceptions as api_errors
 from google.cloud import bigquery
 
-from flows.datasets import DatasetSpec
 from flows.errors import ConfigError, PipelineError
-from flows.manifest import ManifestEntry
+from flows.lake.manifest import ManifestEntry
 from flows.settings import Settings
-from flows.warehouse import manifest_table
+from flows.sources.specs import DatasetSpec
+from flows.warehouse.duckdb import manifest_table
 
 log = logging.getLogger(__name__)
 
-# the columns of flows.warehouse.manifest_table, as BigQuery types
+# the columns of flows.warehouse.duckdb.manifest_table, as BigQuery types
 MANIFEST_COLUMNS: tuple[tuple[str, str], ...] = (
     ("report_month", "STRING"),
     ("row_count", "INT64"),
@@ -130,7 +130,7 @@ def load_manifest(
 
 def bigquery_client(settings: Settings) -> bigquery.Client:
     """A client built the production way: prefect-gcp's GcpCredentials block, else ADC."""
-    from flows.gcs_lake import load_gcp_credentials
+    from flows.lake.gcs import load_gcp_credentials
 
     credentials = load_gcp_credentials(settings.gcp_credentials_block)
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from flows.datasets import DatasetSpec
+from flows.sources.specs import DatasetSpec
 
 # socrata floating timestamps: 2024-05-01T08:28:24.000 (fraction optional)
 _FLOATING_TS = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?$"

@@ -11,11 +11,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from flows.datasets import DatasetSpec
 from flows.errors import ContractError, IncompleteMonthError, SourceError
 from flows.months import UNKNOWN_MONTH, month_window
-from flows.socrata import SocrataClient
-from flows.typing_rules import convert_table
+from flows.sources.casting import convert_table
+from flows.sources.http import SocrataClient
+from flows.sources.specs import DatasetSpec
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def check_contract(client: SocrataClient, spec: DatasetSpec) -> list[str]:
             f"The source dataset {spec.dataset_id} no longer has the field '{missing[0]}'"
             + (f" (nor {', '.join(missing[1:])})" if len(missing) > 1 else "")
             + ": it was renamed or removed upstream; update the dataset spec in "
-            "flows/datasets.py and the staging model before loading again."
+            "flows/sources/specs.py and the staging model before loading again."
         )
     return sorted(name for name in present - set(spec.field_names) if not name.startswith(":"))
 

@@ -18,16 +18,16 @@ from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture, wait
 from pydantic import Field
 
-from flows.datasets import SPD_CRIME, DatasetSpec
 from flows.errors import PipelineError
 from flows.lake import Lake, open_lake
-from flows.manifest import entry_for, parse_entries
+from flows.lake.manifest import entry_for, parse_entries
 from flows.plan import LakeMonth, RunParams, plan_months, validate_params
 from flows.settings import Settings, load_settings
-from flows.socrata import SocrataClient
-from flows.source import check_contract, fetch_month, source_months
-from flows.transform import run_dbt_build
-from flows.warehouse import duckdb_data_quality, rebuild_duckdb_staging
+from flows.sources.http import SocrataClient
+from flows.sources.socrata import check_contract, fetch_month, source_months
+from flows.sources.specs import SPD_CRIME, DatasetSpec
+from flows.warehouse.dbt import run_dbt_build
+from flows.warehouse.duckdb import duckdb_data_quality, rebuild_duckdb_staging
 
 
 @dataclass
@@ -125,7 +125,9 @@ def load_month(
 def rebuild_staging(settings: Settings, spec: DatasetSpec, lake: Lake) -> int:
     manifest = sorted(parse_entries(lake.manifest_texts()).values(), key=lambda e: e.month)
     if settings.warehouse == "bigquery":
-        from flows.bigquery import stage_lake_in_bigquery  # google clients load only when used
+        from flows.warehouse.bigquery import (
+            stage_lake_in_bigquery,  # google clients load only when used
+        )
 
         return stage_lake_in_bigquery(
             settings, spec, lake.root, manifest, has_files=bool(lake.months())

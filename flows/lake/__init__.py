@@ -1,0 +1,47 @@
+"""The data lake: where months are kept. `open_lake` is the one switch between a local folder
+and a GCS bucket; every backend satisfies the `Lake` protocol."""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from typing import Protocol
+
+import pyarrow as pa
+
+from flows.errors import ConfigError
+from flows.lake.local import LocalLake
+from flows.settings import Settings
+from flows.sources.specs import DatasetSpec
+
+
+class Lake(Protocol):
+    root: str
+
+    def months(self) -> set[str]: ...
+
+    def write_month(self, month: str, table: pa.Table) -> str: ...
+
+    def row_count(self, month: str) -> int: ...
+
+    def read_month(self, month: str) -> pa.Table: ...
+
+    def lock(self, wait_s: float) -> AbstractContextManager[None]: ...
+
+    def write_manifest(self, month: str, text: str) -> None: ...
+
+    def manifest_texts(self) -> dict[str, str]: ...
+
+
+def open_lake(settings: Settings, spec: DatasetSpec) -> Lake:
+    """The lake named by CRIME_LAKE_URL: a local folder, or gs://bucket/prefix on GCS."""
+    url = settings.lake_root()
+    if url.startswith("gs://"):
+        from flows.lake.gcs import open_gcs_lake  # google clients load only when used
+
+        return open_gcs_lake(url, spec, settings)
+    if "://" in url:
+        raise ConfigError(
+            f"CRIME_LAKE_URL={settings.lake_url!r} has an unsupported scheme: use a local folder "
+            "or gs://BUCKET/PREFIX."
+        )
+    return LocalLake(url, spec)
