@@ -82,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--start", required=True)
     parser.add_argument("--end", required=True)
     parser.add_argument("--last", type=int, default=0, help="also time the last N months alone")
-    parser.add_argument("--page-size", type=int, default=Settings.page_size)
+    parser.add_argument("--page-size", type=int, default=Settings().page_size)
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     months = month_range(args.start, args.end)

@@ -149,12 +149,12 @@ class SourceProcess:
         Returns the seconds it took, or None when the pipeline has no such request.
         """
         try:
-            from flows.sources.http import SocrataClient
+            from flows.sources.http import HttpClient
             from flows.sources.socrata import source_months
             from flows.sources.specs import SPD_CRIME
         except ImportError:
             return None
-        client = SocrataClient(self.url)
+        client = HttpClient(self.url)
         started = time.monotonic()
         try:
             source_months(client, SPD_CRIME.with_source(self.url, SPD_CRIME.dataset_id))

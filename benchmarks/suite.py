@@ -80,7 +80,7 @@ def run_suite(config: BenchConfig, progress: Callable[[str], None] = _progress) 
         load_before=load_average(),
     )
     runner = Runner(config)
-    page_size = int(config.pipeline_env.get("CRIME_PAGE_SIZE", Settings.page_size))
+    page_size = int(config.pipeline_env.get("CRIME_PAGE_SIZE", Settings().page_size))
     full = any(key in selected for key in NEEDS_FULL_SOURCE)
     off = SourceProcess(
         SourceSpec(

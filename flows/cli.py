@@ -127,7 +127,6 @@ def cmd_status(args: argparse.Namespace) -> int:
         )
         note = "" if month in wanted or month == UNKNOWN_MONTH else "  (outside the range)"
         print(f"  {month}  {rows:>8} rows  {detail}{note}")
-    print(f"{len(present)} partition(s), {total} rows")
     missing = sorted(wanted - present)
     print(f"{len(present)} partition(s), {total} rows")
     if missing:

@@ -18,16 +18,15 @@ from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture, wait
 from pydantic import Field
 
+from flows.blocks import socrata_app_token
 from flows.errors import PipelineError
 from flows.lake import Lake, open_lake
 from flows.lake.manifest import entry_for, parse_entries
 from flows.plan import LakeMonth, RunParams, plan_months, validate_params
 from flows.settings import Settings, load_settings
-from flows.sources.http import SocrataClient
-from flows.sources.socrata import check_contract, fetch_month, source_months
+from flows.sources import MonthReader, open_source
 from flows.sources.specs import SPD_CRIME, DatasetSpec
-from flows.warehouse.dbt import run_dbt_build
-from flows.warehouse.duckdb import duckdb_data_quality, rebuild_duckdb_staging
+from flows.warehouse import Warehouse, open_warehouse
 
 
 @dataclass
@@ -63,20 +62,23 @@ class RunSummary:
         return sum(m.rows for m in self.months if not m.error)
 
 
-def make_client(settings: Settings) -> SocrataClient:
-    return SocrataClient(
-        settings.source_url,
-        app_token=settings.app_token,
-        timeout_s=settings.http_timeout_s,
-        attempts=settings.http_attempts,
-        backoff_s=settings.http_backoff_s,
-        pool_size=max(settings.concurrency, 4),
-    )
+@dataclass(frozen=True)
+class RunContext:
+    """What one run works with, made once by the flow: settings, source, lake, warehouse."""
+
+    settings: Settings
+    reader: MonthReader
+    lake: Lake
+    warehouse: Warehouse
+
+    @property
+    def spec(self) -> DatasetSpec:
+        return self.reader.spec
 
 
 @task(name="check-source-contract", cache_policy=NO_CACHE)
-def check_source_contract(client: SocrataClient, spec: DatasetSpec) -> list[str]:
-    new_fields = check_contract(client, spec)
+def check_source_contract(reader: MonthReader) -> list[str]:
+    new_fields = reader.check_contract()
     if new_fields:
         get_run_logger().warning(
             "the source has fields the pipeline does not load yet: %s", ", ".join(new_fields)
@@ -86,28 +88,18 @@ def check_source_contract(client: SocrataClient, spec: DatasetSpec) -> list[str]
 
 @task(name="load-month", task_run_name="load-{month}", cache_policy=NO_CACHE)
 def load_month(
-    client: SocrataClient,
-    spec: DatasetSpec,
-    lake: Lake,
-    settings: Settings,
-    month: str,
-    reason: str,
-    known_count: int | None = None,
+    reader: MonthReader, lake: Lake, month: str, reason: str, known_count: int | None = None
 ) -> MonthResult:
-    """Fetch one month completely, then replace it in the lake. A failure writes nothing."""
-    logger = get_run_logger()
-    try:
-        data = fetch_month(
-            client, spec, month, settings.page_size, settings.month_attempts, known_count
-        )
-    except PipelineError as exc:
-        logger.error("%s: %s", month, exc)
-        return MonthResult(month, reason, error=str(exc))
+    """Fetch one month completely, then replace it in the lake. A failure writes nothing and
+    fails this task run, with its reason, while the other months go on."""
+    data = reader.fetch_month(month, known_count)
     lake.write_month(month, data.table)
     # only now that the data is in place: the manifest never claims more than the lake holds
-    lake.write_manifest(month, entry_for(month, data.table, spec.updated_at_column).to_json())
+    lake.write_manifest(
+        month, entry_for(month, data.table, reader.spec.updated_at_column).to_json()
+    )
     nulled = ", ".join(f"{k}={v}" for k, v in sorted(data.nulled.items())) or "none"
-    logger.info(
+    get_run_logger().info(
         "%s (%s): %d rows in %d page(s), %.1fs; values nulled: %s",
         month,
         reason,
@@ -122,64 +114,57 @@ def load_month(
 
 
 @task(name="rebuild-staging", cache_policy=NO_CACHE)
-def rebuild_staging(settings: Settings, spec: DatasetSpec, lake: Lake) -> int:
+def rebuild_staging(warehouse: Warehouse, lake: Lake, spec: DatasetSpec) -> int | None:
     manifest = sorted(parse_entries(lake.manifest_texts()).values(), key=lambda e: e.month)
-    if settings.warehouse == "bigquery":
-        from flows.warehouse.bigquery import (
-            stage_lake_in_bigquery,  # google clients load only when used
-        )
-
-        return stage_lake_in_bigquery(
-            settings, spec, lake.root, manifest, has_files=bool(lake.months())
-        )
-    return rebuild_duckdb_staging(
-        settings.duckdb_file(),
-        spec,
-        lake.root,
-        settings.staging_dataset,
-        bool(lake.months()),
-        manifest,
-    )
+    return warehouse.stage(lake, spec, manifest)
 
 
 def load_months(
-    client: SocrataClient,
-    spec: DatasetSpec,
-    lake: Lake,
-    settings: Settings,
-    plan: dict[str, str],
-    counts: dict[str, int] | None = None,
+    run: RunContext, plan: dict[str, str], counts: dict[str, int] | None = None
 ) -> list[MonthResult]:
-    """Submit months with at most `concurrency` in flight, reporting progress as they finish."""
+    """Submit months with at most `concurrency` in flight, reporting progress as they finish.
+
+    A month that fails is a failed task run; it is collected here as a result with its error,
+    so the other months still load and the flow fails at the end naming it.
+    """
     logger = get_run_logger()
     progress = create_progress_artifact(0.0, key="load-progress", description="Months loaded")
-    in_flight: list[PrefectFuture[MonthResult]] = []
+    in_flight: dict[PrefectFuture[MonthResult], tuple[str, str]] = {}
     results: list[MonthResult] = []
     last_report = time.monotonic()
 
-    def collect_finished(block: bool) -> None:
-        nonlocal in_flight, last_report
+    def collect(future: PrefectFuture[MonthResult]) -> MonthResult:
+        month, reason = in_flight.pop(future)
+        outcome = future.result(raise_on_failure=False)
+        if isinstance(outcome, MonthResult):
+            return outcome
+        if isinstance(outcome, PipelineError):
+            return MonthResult(month, reason, error=str(outcome))
+        raise outcome  # not a problem of the data: a bug or the machine, so stop
+
+    def collect_finished() -> None:
+        nonlocal last_report
         # the first month to finish frees its slot, not the oldest one
         while True:
-            done, pending = wait(in_flight, timeout=0.02)
-            if done or not block:
+            done, _ = wait(list(in_flight), timeout=0.02)
+            if done:
                 break
-        in_flight = list(pending)
-        results.extend(future.result() for future in done)
+        results.extend(collect(future) for future in done)
         finished = len(results)
         # the progress artifact is an API round trip: at most once a second, and at the end
-        if done and (time.monotonic() - last_report >= 1.0 or finished == len(plan)):
+        if time.monotonic() - last_report >= 1.0 or finished == len(plan):
             update_progress_artifact(progress, 100.0 * finished / len(plan))
             logger.info("progress: %d/%d months done", finished, len(plan))
             last_report = time.monotonic()
 
     for month, reason in plan.items():
-        while len(in_flight) >= settings.concurrency:
-            collect_finished(block=True)
+        while len(in_flight) >= run.settings.concurrency:
+            collect_finished()
         known = (counts or {}).get(month, 0 if counts is not None else None)
-        in_flight.append(load_month.submit(client, spec, lake, settings, month, reason, known))
+        future = load_month.submit(run.reader, run.lake, month, reason, known)
+        in_flight[future] = (month, reason)
     while in_flight:
-        collect_finished(block=True)
+        collect_finished()
     return sorted(results, key=lambda r: r.month)
 
 
@@ -193,54 +178,46 @@ def lake_state(lake: Lake) -> dict[str, LakeMonth]:
     return state
 
 
-def load_and_build(
-    client: SocrataClient,
-    spec: DatasetSpec,
-    lake: Lake,
-    settings: Settings,
-    params: RunParams,
-    new_fields: list[str],
-) -> RunSummary:
+def load_and_build(run: RunContext, params: RunParams, new_fields: list[str]) -> RunSummary:
     """The part of a run that writes: months into the lake, then staging and dbt."""
     logger = get_run_logger()
-    source = source_months(client, spec)
-    plan = plan_months(params, lake_state(lake), source)
+    source = run.reader.months()
+    plan = plan_months(params, lake_state(run.lake), source)
     logger.info(
         "%d month(s) differ from the source: fetching them from %s dataset %s into %s "
         "(%d in parallel)",
         len(plan),
-        spec.portal_url,
-        spec.dataset_id,
-        lake.root,
-        settings.concurrency,
+        run.spec.portal_url,
+        run.spec.dataset_id,
+        run.lake.root,
+        run.settings.concurrency,
     )
     counts = {month: stats.rows for month, stats in source.items()}
-    results = load_months(client, spec, lake, settings, plan, counts) if plan else []
+    results = load_months(run, plan, counts) if plan else []
     summary = RunSummary(results, new_fields=new_fields)
-    if settings.warehouse == "none":
+    summary.staging_rows = rebuild_staging(run.warehouse, run.lake, run.spec)
+    if summary.staging_rows is None:
         logger.info("CRIME_WAREHOUSE=none: the lake is loaded; no staging and no dbt")
     else:
-        summary.staging_rows = rebuild_staging(settings, spec, lake)
         logger.info(
             "staging %s.%s shows %d rows",
-            settings.staging_dataset,
-            spec.name,
+            run.settings.staging_dataset,
+            run.spec.name,
             summary.staging_rows,
         )
-        if settings.run_dbt:
-            run_dbt_build(settings, logger)
-            if settings.warehouse == "duckdb":
-                publish_quality(settings, summary)
-    summary.requests = client.requests_made
+        if run.settings.run_dbt:
+            run.warehouse.build(logger)
+            publish_quality(run.warehouse, summary)
+    summary.requests = run.reader.requests_made
     return summary
 
 
-def publish_quality(settings: Settings, summary: RunSummary) -> None:
+def publish_quality(warehouse: Warehouse, summary: RunSummary) -> None:
     """Per month loaded: values nulled for failing their type (loader) and sentinels cleaned
     by staging (dbt's rpt_data_quality), so a data owner sees the quality of each load."""
     loaded = {m.month: m for m in summary.months if not m.error}
     rows = []
-    for quality in duckdb_data_quality(settings.duckdb_file(), sorted(loaded)):
+    for quality in warehouse.data_quality(sorted(loaded)):
         month = str(quality.pop("report_month"))
         typed = loaded[month].nulled
         rows.append(
@@ -346,14 +323,18 @@ def run_pipeline(
         full_refresh,
     )
     spec = spec.with_source(settings.source_url, settings.dataset_id)
-    lake = open_lake(settings, spec)
-    client = make_client(settings)
+    run = RunContext(
+        settings=settings,
+        reader=open_source(settings, spec, socrata_app_token(settings)),
+        lake=open_lake(settings, spec),
+        warehouse=open_warehouse(settings),
+    )
     try:
-        new_fields = check_source_contract(client, spec)
-        with lake.lock(settings.lock_wait_s):
-            summary = load_and_build(client, spec, lake, settings, params, new_fields)
+        new_fields = check_source_contract(run.reader)
+        with run.lake.lock(settings.lock_wait_s):
+            summary = load_and_build(run, params, new_fields)
     finally:
-        client.close()
+        run.reader.close()
     summary.seconds = round(time.monotonic() - started, 2)
     publish_summary(summary)
     logger.info(

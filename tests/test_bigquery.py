@@ -422,7 +422,7 @@ def test_the_client_comes_from_prefect_gcp_with_project_and_location(
 ) -> None:
     from prefect_gcp import GcpCredentials
 
-    import flows.lake.gcs
+    import flows.gcp
 
     # application default credentials, as a machine without a key file has them
     monkeypatch.setattr(google.auth, "default", lambda *a, **k: (AnonymousCredentials(), None))
@@ -432,14 +432,14 @@ def test_the_client_comes_from_prefect_gcp_with_project_and_location(
         asked.append(block_name)
         return GcpCredentials(project="block-project")
 
-    monkeypatch.setattr(flows.lake.gcs, "load_gcp_credentials", load)
+    monkeypatch.setattr(flows.gcp, "load_gcp_credentials", load)
 
     client = bq.bigquery_client(settings(gcp_project="my-crime-project"))
     assert (client.project, client.location) == ("my-crime-project", LOCATION)
     # without CRIME_GCP_PROJECT, the block's project
     client = bq.bigquery_client(settings(gcp_project=None))
     assert (client.project, client.location) == ("block-project", LOCATION)
-    assert asked == [Settings.gcp_credentials_block] * 2
+    assert asked == [Settings().gcp_credentials_block] * 2
 
 
 # --- live: real GCS and BigQuery ------------------------------------------------------------
@@ -466,7 +466,7 @@ def live() -> Settings:
 def test_live_external_table_over_the_gcs_lake(live: Settings, tmp_path: Path) -> None:
     from flows.lake.gcs import open_gcs_lake
 
-    lake = open_gcs_lake(live.lake_root(), SPD_CRIME, live)
+    lake = open_gcs_lake(live.lake_url, SPD_CRIME, live)
     rows = generate_rows(MONTHS, rows_per_month=20, seed=3, null_report_rows=2)
     local, entries = write_lake(tmp_path / "lake", rows)
     for entry in entries:

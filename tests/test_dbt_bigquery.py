@@ -31,7 +31,7 @@ from flows.lake.local import LocalLake
 from flows.lake.manifest import ManifestEntry, parse_entries
 from flows.settings import PROJECT_ROOT, Settings
 from flows.sources.specs import SPD_CRIME
-from flows.warehouse.bigquery import rebuild_bigquery_staging, stage_lake_in_bigquery
+from flows.warehouse.bigquery import BigQueryWarehouse, rebuild_bigquery_staging
 from tests.bq_emulator import (
     PROJECT,
     BqEmulator,
@@ -414,10 +414,10 @@ def partition_times(client: bigquery.Client, dataset: str) -> dict[str, object]:
 def test_live_incremental_run_rewrites_only_changed_partitions(
     live: Settings, tmp_path: Path
 ) -> None:
+    from flows.gcp import bigquery_client
     from flows.lake.gcs import open_gcs_lake
-    from flows.warehouse.bigquery import bigquery_client
 
-    lake = open_gcs_lake(live.lake_root(), SPD_CRIME, live)
+    lake = open_gcs_lake(live.lake_url, SPD_CRIME, live)
     dbt = Dbt(dict(os.environ, CRIME_DBT_TARGET="bigquery"), tmp_path / "target")
     client = bigquery_client(live)
     fct = f"{client.project}.{live.bq_dataset}.fct_crimes"
@@ -429,7 +429,7 @@ def test_live_incremental_run_rewrites_only_changed_partitions(
             lake.write_month(entry.month, local.read_month(entry.month))
             lake.write_manifest(entry.month, entry.to_json())
         entries = sorted(parse_entries(lake.manifest_texts()).values(), key=lambda e: e.month)
-        stage_lake_in_bigquery(live, SPD_CRIME, lake.root, entries)
+        BigQueryWarehouse(live).stage(lake, SPD_CRIME, entries)
 
     try:
         first = rows_at_first_fetch()

@@ -330,7 +330,15 @@ def adc(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     monkeypatch.setattr(
         google.auth, "default", lambda *args, **kwargs: (AnonymousCredentials(), "adc-project")
     )
+    no_bucket_block(monkeypatch)
     return monkeypatch
+
+
+def no_bucket_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No GcsBucket block saved (these tests run without a Prefect API)."""
+    from prefect_gcp.cloud_storage import GcsBucket
+
+    monkeypatch.setattr(GcsBucket, "load", no_block)
 
 
 def no_block(name: str) -> None:
@@ -387,6 +395,7 @@ def test_open_gcs_lake_with_no_credentials_anywhere_is_a_config_error(
         raise DefaultCredentialsError("Your default credentials were not found.")
 
     monkeypatch.setattr(GcpCredentials, "load", no_block)
+    no_bucket_block(monkeypatch)
     monkeypatch.setattr(google.auth, "default", no_adc)
 
     with pytest.raises(ConfigError, match="GcpCredentials block 'seattle-crime-gcp'"):

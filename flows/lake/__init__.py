@@ -4,11 +4,12 @@ and a GCS bucket; every backend satisfies the `Lake` protocol."""
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import Protocol
 
 import pyarrow as pa
 
-from flows.errors import ConfigError
+from flows.lake.layout import lake_kind
 from flows.lake.local import LocalLake
 from flows.settings import Settings
 from flows.sources.specs import DatasetSpec
@@ -34,14 +35,8 @@ class Lake(Protocol):
 
 def open_lake(settings: Settings, spec: DatasetSpec) -> Lake:
     """The lake named by CRIME_LAKE_URL: a local folder, or gs://bucket/prefix on GCS."""
-    url = settings.lake_root()
-    if url.startswith("gs://"):
+    if lake_kind(settings.lake_url) == "gcs":
         from flows.lake.gcs import open_gcs_lake  # google clients load only when used
 
-        return open_gcs_lake(url, spec, settings)
-    if "://" in url:
-        raise ConfigError(
-            f"CRIME_LAKE_URL={settings.lake_url!r} has an unsupported scheme: use a local folder "
-            "or gs://BUCKET/PREFIX."
-        )
-    return LocalLake(url, spec)
+        return open_gcs_lake(settings.lake_url, spec, settings)
+    return LocalLake(str(Path(settings.lake_url).expanduser().resolve()), spec)

@@ -21,27 +21,23 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 from google.api_core import exceptions as api_errors
-from google.auth.exceptions import DefaultCredentialsError
 from google.cloud import storage
 
 from flows.errors import ConfigError, PipelineError
-from flows.lake.layout import DATA_FILE, parquet_bytes_writer
+from flows.gcp import lake_storage_client
+from flows.lake.layout import DATA_FILE, GCS_SCHEME, parquet_bytes_writer
 from flows.lake.locking import file_lock
 from flows.lake.manifest import MANIFEST_DIR
 from flows.settings import Settings
 from flows.sources.specs import DatasetSpec
 
-if TYPE_CHECKING:
-    from prefect_gcp import GcpCredentials
-
 log = logging.getLogger(__name__)
 
-SCHEME = "gs://"
+SCHEME = GCS_SCHEME
 PARQUET_CONTENT_TYPE = "application/vnd.apache.parquet"
 # one ranged read of this size holds the footer of any month file the pipeline writes
 FOOTER_READ_BYTES = 64 * 1024
@@ -283,35 +279,6 @@ def read_footer(blob: storage.Blob) -> pq.FileMetaData:
 
 def open_gcs_lake(url: str, spec: DatasetSpec, settings: Settings) -> GcsLake:
     """The GCS lake with a storage client built the production way, through prefect-gcp."""
-    parse_gcs_url(url)  # a typo in CRIME_LAKE_URL fails before any credentials are looked up
-    credentials = load_gcp_credentials(settings.gcp_credentials_block)
-    client = credentials.get_cloud_storage_client(project=settings.gcp_project)
+    location = parse_gcs_url(url)  # a typo fails before any credentials are looked up
+    client = lake_storage_client(settings, location.bucket, location.prefix)
     return GcsLake(url, spec, client)
-
-
-def load_gcp_credentials(block_name: str) -> GcpCredentials:
-    """The named GcpCredentials block if it is saved, else application default credentials."""
-    # imported here: prefect-gcp takes seconds to import and only the GCS lake needs it
-    from prefect.exceptions import ObjectNotFound
-    from prefect_gcp import GcpCredentials
-
-    try:
-        credentials = GcpCredentials.load(block_name)
-    except ValueError as exc:
-        # any other ValueError (a block saved with a bad key, say) must not be hidden by a fallback
-        if not isinstance(exc.__cause__, ObjectNotFound):
-            raise
-    else:
-        log.info("GCS lake: using the GcpCredentials block %r", block_name)
-        return credentials
-    log.info(
-        "GCS lake: no GcpCredentials block %r; using application default credentials", block_name
-    )
-    try:
-        return GcpCredentials()
-    except DefaultCredentialsError:
-        raise ConfigError(
-            f"No Google Cloud credentials were found: save the GcpCredentials block "
-            f"{block_name!r} (the setup script does), or set GOOGLE_APPLICATION_CREDENTIALS to a "
-            "service account key file."
-        ) from None

@@ -8,6 +8,7 @@ the lake holds. Entries live beside the dataset, not inside it, so no reader's g
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
@@ -78,3 +79,15 @@ def parse_entries(texts: dict[str, str]) -> dict[str, ManifestEntry]:
         except (ValueError, KeyError, TypeError):
             continue
     return entries
+
+
+def manifest_table(entries: Sequence[ManifestEntry]) -> pa.Table:
+    """The lake's manifest as rows, so dbt can hold the fact table to it."""
+    return pa.table(
+        {
+            "report_month": pa.array([e.month for e in entries], pa.string()),
+            "row_count": pa.array([e.rows for e in entries], pa.int64()),
+            "fetched_at": pa.array([e.fetched_at for e in entries], pa.string()),
+            "source_updated_at": pa.array([e.source_updated_at for e in entries], pa.string()),
+        }
+    )

@@ -1,4 +1,4 @@
-"""A small SODA 2.x client: one session, timeouts, bounded retries that honour Retry-After."""
+"""One HTTP session per portal: timeouts, bounded retries with backoff that honour Retry-After."""
 
 from __future__ import annotations
 
@@ -36,13 +36,13 @@ class Response:
     content_type: str
 
 
-class SocrataClient:
+class HttpClient:
     """Talks to one portal. Thread-safe: months are fetched concurrently over one session."""
 
     def __init__(
         self,
         portal_url: str,
-        app_token: str | None = None,
+        headers: dict[str, str] | None = None,
         timeout_s: float = 60.0,
         attempts: int = 6,
         backoff_s: float = 1.0,
@@ -58,11 +58,10 @@ class SocrataClient:
         self.session.mount("https://", adapter)
         self.session.headers["Accept-Encoding"] = "gzip"
         self.session.headers["User-Agent"] = "seattle-crime-loader/0.1"
-        if app_token:
-            self.session.headers["X-App-Token"] = app_token
+        # credentials such as an app token travel in headers, never in URLs that get logged
+        self.session.headers.update(headers or {})
         self._lock = threading.Lock()
         self.requests_made = 0
-        self.bytes_received = 0
 
     def close(self) -> None:
         self.session.close()
@@ -90,7 +89,7 @@ class SocrataClient:
             except TRANSIENT_ERRORS as exc:
                 last_problem = f"connection failed ({type(exc).__name__})"
             else:
-                self._count(len(body))
+                self._count()
                 content_type = resp.headers.get("Content-Type", "")
                 if resp.status_code == 200 and expect in content_type:
                     try:
@@ -127,10 +126,9 @@ class SocrataClient:
     def get_json(self, path: str, params: dict[str, str] | None = None) -> Any:
         return json.loads(self.get(path, params, expect="json", check=json.loads).body)
 
-    def _count(self, size: int) -> None:
+    def _count(self) -> None:
         with self._lock:
             self.requests_made += 1
-            self.bytes_received += size
 
 
 def retry_after_seconds(value: str | None) -> float | None:

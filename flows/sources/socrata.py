@@ -1,4 +1,4 @@
-"""Reading one dataset through SoQL: its contract, month counts, and whole months as Arrow."""
+"""Reading one Socrata dataset through SoQL: its contract, month counts, whole months as Arrow."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pyarrow.csv as pacsv
 from flows.errors import ContractError, IncompleteMonthError, SourceError
 from flows.months import UNKNOWN_MONTH, month_window
 from flows.sources.casting import convert_table
-from flows.sources.http import SocrataClient
+from flows.sources.http import HttpClient
 from flows.sources.specs import DatasetSpec
 
 log = logging.getLogger(__name__)
@@ -26,7 +26,6 @@ UPDATED_AT = ":updated_at"
 class MonthData:
     month: str
     table: pa.Table
-    expected_rows: int
     pages: int
     requests: int
     seconds: float
@@ -37,7 +36,7 @@ class MonthData:
         return self.table.num_rows
 
 
-def check_contract(client: SocrataClient, spec: DatasetSpec) -> list[str]:
+def check_contract(client: HttpClient, spec: DatasetSpec) -> list[str]:
     """Compare the dataset's columns with the spec; return the unknown new ones.
 
     Raises ContractError naming the first expected field the source no longer has.
@@ -67,7 +66,7 @@ class SourceMonth:
     updated_at: str | None  # the latest :updated_at among the month's rows
 
 
-def source_months(client: SocrataClient, spec: DatasetSpec) -> dict[str, SourceMonth]:
+def source_months(client: HttpClient, spec: DatasetSpec) -> dict[str, SourceMonth]:
     """Every month's row count and latest :updated_at in ONE aggregate request.
 
     Null report times group under UNKNOWN_MONTH. This is what makes a no-change run cheap: the
@@ -103,7 +102,7 @@ def month_where(spec: DatasetSpec, month: str) -> str:
     return f"{column} >= '{start}' AND {column} < '{end}'"
 
 
-def count_rows(client: SocrataClient, spec: DatasetSpec, where: str) -> int:
+def count_rows(client: HttpClient, spec: DatasetSpec, where: str) -> int:
     rows = client.get_json(
         f"/resource/{spec.dataset_id}.json",
         {"$select": "count(*) AS n", "$where": where},
@@ -147,7 +146,7 @@ def read_csv_page(body: bytes, spec: DatasetSpec) -> pa.Table:
 
 
 def fetch_rows(
-    client: SocrataClient, spec: DatasetSpec, month: str, page_size: int
+    client: HttpClient, spec: DatasetSpec, month: str, page_size: int
 ) -> tuple[pa.Table, int]:
     """All rows of one month as text columns, page by page until a short page."""
     where = month_where(spec, month)
@@ -168,7 +167,7 @@ def fetch_rows(
 
 
 def fetch_month(
-    client: SocrataClient,
+    client: HttpClient,
     spec: DatasetSpec,
     month: str,
     page_size: int,
@@ -200,7 +199,6 @@ def fetch_month(
                 return MonthData(
                     month=month,
                     table=table,
-                    expected_rows=expected,
                     pages=pages,
                     requests=client.requests_made - before,
                     seconds=time.monotonic() - started,
@@ -217,3 +215,33 @@ def fetch_month(
         f"Month {month} could not be fetched completely ({problem}) after {attempts} attempts: "
         "nothing was written for it; run again later."
     )
+
+
+class SocrataReader:
+    """One Socrata dataset on one portal: the client and the spec that travel together."""
+
+    def __init__(
+        self, client: HttpClient, spec: DatasetSpec, page_size: int, month_attempts: int
+    ) -> None:
+        self.client = client
+        self.spec = spec
+        self.page_size = page_size
+        self.month_attempts = month_attempts
+
+    @property
+    def requests_made(self) -> int:
+        return self.client.requests_made
+
+    def check_contract(self) -> list[str]:
+        return check_contract(self.client, self.spec)
+
+    def months(self) -> dict[str, SourceMonth]:
+        return source_months(self.client, self.spec)
+
+    def fetch_month(self, month: str, known_count: int | None = None) -> MonthData:
+        return fetch_month(
+            self.client, self.spec, month, self.page_size, self.month_attempts, known_count
+        )
+
+    def close(self) -> None:
+        self.client.close()

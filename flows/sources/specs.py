@@ -90,5 +90,3 @@ SPD_CRIME = DatasetSpec(
         Field("census_block_2020"),
     ),
 )
-
-DATASETS: dict[str, DatasetSpec] = {SPD_CRIME.name: SPD_CRIME}

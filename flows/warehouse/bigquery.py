@@ -13,23 +13,29 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import pyarrow.parquet as pq
 from google.api_core import exceptions as api_errors
 from google.cloud import bigquery
 
 from flows.errors import ConfigError, PipelineError
-from flows.lake.manifest import ManifestEntry
+from flows.gcp import bigquery_client, service_account_keyfile
+from flows.lake.manifest import ManifestEntry, manifest_table
 from flows.settings import Settings
 from flows.sources.specs import DatasetSpec
-from flows.warehouse.duckdb import manifest_table
+from flows.warehouse.dbt import Logger, run_dbt_build
+
+if TYPE_CHECKING:
+    from flows.lake import Lake
 
 log = logging.getLogger(__name__)
 
-# the columns of flows.warehouse.duckdb.manifest_table, as BigQuery types
+# the columns of flows.lake.manifest.manifest_table, as BigQuery types
 MANIFEST_COLUMNS: tuple[tuple[str, str], ...] = (
     ("report_month", "STRING"),
     ("row_count", "INT64"),
@@ -126,40 +132,6 @@ def load_manifest(
     )
     job.result()
     return int(job.output_rows or 0)
-
-
-def bigquery_client(settings: Settings) -> bigquery.Client:
-    """A client built the production way: prefect-gcp's GcpCredentials block, else ADC."""
-    from flows.lake.gcs import load_gcp_credentials
-
-    credentials = load_gcp_credentials(settings.gcp_credentials_block)
-    try:
-        return credentials.get_bigquery_client(
-            project=settings.gcp_project, location=settings.bq_location
-        )
-    except OSError:
-        # google.cloud's "Project was not passed and could not be determined from the environment"
-        raise ConfigError(
-            "No Google Cloud project is known for BigQuery: set CRIME_GCP_PROJECT to the "
-            "project's ID (or save it in the GcpCredentials block)."
-        ) from None
-
-
-def stage_lake_in_bigquery(
-    settings: Settings,
-    spec: DatasetSpec,
-    lake_root: str,
-    manifest_entries: Sequence[ManifestEntry],
-    has_files: bool = True,
-) -> int:
-    """rebuild_bigquery_staging with a client of its own, closed afterwards: the flow's entry."""
-    client = bigquery_client(settings)
-    try:
-        return rebuild_bigquery_staging(
-            client, settings, spec, lake_root, manifest_entries, has_files=has_files
-        )
-    finally:
-        client.close()
 
 
 @contextmanager
@@ -265,3 +237,57 @@ def _check_lake_root(url: str) -> str:
             "gs://BUCKET/PREFIX with no quotes, spaces or wildcards."
         )
     return root
+
+
+class BigQueryWarehouse:
+    """CRIME_WAREHOUSE=bigquery: an external table over the GCS lake, dbt through dbt-bigquery."""
+
+    name = "bigquery"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def stage(self, lake: Lake, spec: DatasetSpec, manifest: Sequence[ManifestEntry]) -> int:
+        client = bigquery_client(self.settings)
+        try:
+            return rebuild_bigquery_staging(
+                client, self.settings, spec, lake.root, manifest, has_files=bool(lake.months())
+            )
+        finally:
+            client.close()
+
+    def build(self, logger: Logger) -> None:
+        env: dict[str, str] = {}
+        keyfile = service_account_keyfile(self.settings)
+        if keyfile is not None:
+            # dbt reads the same key file the credentials block points at; without one, ADC
+            env["CRIME_GCP_KEYFILE"] = str(keyfile)
+            # a method the user set for dbt wins over the derived one
+            env["CRIME_BQ_AUTH_METHOD"] = os.environ.get("CRIME_BQ_AUTH_METHOD", "service-account")
+        run_dbt_build(self.settings, env, logger)
+
+    def data_quality(self, months: Sequence[str]) -> list[dict[str, object]]:
+        if not months:
+            return []
+        client = bigquery_client(self.settings)
+        try:
+            project = _project(client, self.settings)
+            _check_identifiers(project, self.settings.staging_dataset)
+            if not _DATASET_RE.match(self.settings.bq_dataset):
+                raise ConfigError(
+                    f"CRIME_BQ_DATASET={self.settings.bq_dataset!r} is not a BigQuery dataset "
+                    "name: use letters, digits and underscores only, as in crime_marts."
+                )
+            config = bigquery.QueryJobConfig(
+                query_parameters=[bigquery.ArrayQueryParameter("months", "STRING", list(months))]
+            )
+            rows = client.query(
+                f"select * from `{project}.{self.settings.bq_dataset}.rpt_data_quality` "
+                "where report_month in unnest(@months) order by report_month",
+                job_config=config,
+                location=self.settings.bq_location,
+                job_id_prefix=JOB_PREFIX,
+            ).result()
+            return [dict(row.items()) for row in rows]
+        finally:
+            client.close()

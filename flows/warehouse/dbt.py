@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from flows.errors import PipelineError
 from flows.settings import Settings
 
+Logger = logging.Logger | logging.LoggerAdapter
+
 
 def dbt_env(settings: Settings) -> dict[str, str]:
-    """The variables dbt's profiles.yml and sources read (see dbt/profiles.yml)."""
+    """The variables dbt's profiles.yml and sources read for every target (dbt/profiles.yml)."""
     env = {
         "CRIME_DUCKDB_PATH": settings.duckdb_file(),
         "CRIME_STAGING_DATASET": settings.staging_dataset,
@@ -26,11 +29,6 @@ def dbt_env(settings: Settings) -> dict[str, str]:
     }
     if settings.gcp_project:
         env["CRIME_GCP_PROJECT"] = settings.gcp_project
-    keyfile = Path(settings.gcp_keyfile).expanduser().resolve()
-    if settings.warehouse == "bigquery" and keyfile.is_file():
-        # dbt reads the same key file the credentials block points at; without one, ADC
-        env["CRIME_GCP_KEYFILE"] = str(keyfile)
-        env["CRIME_BQ_AUTH_METHOD"] = "service-account"
     return env
 
 
@@ -47,7 +45,7 @@ _LOGGED_EVENTS = frozenset(
 )
 
 
-def _log_event(logger: logging.Logger | logging.LoggerAdapter) -> Any:
+def _log_event(logger: Logger) -> Any:
     def callback(event: Any) -> None:
         if event.info.name in _LOGGED_EVENTS and event.info.msg:
             logger.info("dbt: %s", event.info.msg)
@@ -55,7 +53,7 @@ def _log_event(logger: logging.Logger | logging.LoggerAdapter) -> Any:
     return callback
 
 
-def _invoke(args: list[str], logger: logging.Logger | logging.LoggerAdapter) -> None:
+def _invoke(args: list[str], logger: Logger) -> None:
     from dbt.cli.main import dbtRunner
 
     result = dbtRunner(callbacks=[_log_event(logger)]).invoke(args)
@@ -75,16 +73,15 @@ def _invoke(args: list[str], logger: logging.Logger | logging.LoggerAdapter) -> 
 
 def run_dbt_build(
     settings: Settings,
-    logger: logging.Logger | logging.LoggerAdapter,
+    env: Mapping[str, str],
+    logger: Logger,
     target_path: str | None = None,
 ) -> None:
-    """`dbt build` (models and tests) then `dbt source freshness`; a failure raises."""
-    for name, value in dbt_env(settings).items():
-        # a value the user set for dbt (e.g. CRIME_BQ_AUTH_METHOD) wins over the derived one
-        if name == "CRIME_BQ_AUTH_METHOD":
-            os.environ.setdefault(name, value)
-        else:
-            os.environ[name] = value
+    """`dbt build` (models and tests) then `dbt source freshness`; a failure raises.
+
+    `env` is what the warehouse adds to dbt_env (credentials for BigQuery, say).
+    """
+    os.environ.update({**dbt_env(settings), **env})
     os.environ.setdefault("DBT_USE_COLORS", "false")  # the run's log is not a terminal
     project_dir = Path(settings.dbt_project_dir)
     common = [
@@ -98,25 +95,6 @@ def run_dbt_build(
         settings.dbt_target,
         "--quiet",
     ]
-    try:
-        _invoke(["build", *common], logger)
-        # warns (never fails) when the newest source row is older than the threshold
-        _invoke(["source", "freshness", *common], logger)
-    finally:
-        if settings.warehouse == "duckdb":
-            release_duckdb()
-
-
-def release_duckdb() -> None:
-    """Close the DuckDB handle dbt-duckdb caches for the life of the process.
-
-    Left open, it keeps the database file locked with dbt's configuration (a later connection
-    in this process fails) and is torn down so late at exit that duckdb reports leaks.
-    """
-    from dbt.adapters.duckdb.connections import DuckDBConnectionManager
-
-    with DuckDBConnectionManager._LOCK:
-        env = DuckDBConnectionManager._ENV
-        DuckDBConnectionManager._ENV = None
-    if env is not None:
-        env.close()
+    _invoke(["build", *common], logger)
+    # warns (never fails) when the newest source row is older than the threshold
+    _invoke(["source", "freshness", *common], logger)

@@ -1,13 +1,20 @@
-"""The warehouse's staging relation over the lake, rebuilt before each dbt run."""
+"""The DuckDB warehouse: a staging view over the local lake, rebuilt before each dbt run."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from flows.lake.manifest import ManifestEntry
+from flows.lake.manifest import ManifestEntry, manifest_table
 from flows.sources.specs import DatasetSpec
+from flows.warehouse.dbt import Logger, run_dbt_build
+
+if TYPE_CHECKING:
+    from flows.lake import Lake
+    from flows.settings import Settings
 
 DUCKDB_TYPES = {
     pa.string(): "varchar",
@@ -43,25 +50,13 @@ def duckdb_staging_sql(
     return f"create or replace view {relation} as {body}"
 
 
-def manifest_table(entries: list[ManifestEntry]) -> pa.Table:
-    """The lake's manifest as rows, so dbt can hold the fact table to it."""
-    return pa.table(
-        {
-            "report_month": pa.array([e.month for e in entries], pa.string()),
-            "row_count": pa.array([e.rows for e in entries], pa.int64()),
-            "fetched_at": pa.array([e.fetched_at for e in entries], pa.string()),
-            "source_updated_at": pa.array([e.source_updated_at for e in entries], pa.string()),
-        }
-    )
-
-
 def rebuild_duckdb_staging(
     duckdb_path: str,
     spec: DatasetSpec,
     lake_dataset_root: str,
     schema: str,
     has_files: bool,
-    manifest: list[ManifestEntry],
+    manifest: Sequence[ManifestEntry],
 ) -> int:
     """Create or replace the staging view and the manifest table; return the rows staged."""
     import duckdb
@@ -80,7 +75,7 @@ def rebuild_duckdb_staging(
     return int(row[0]) if row else 0
 
 
-def duckdb_data_quality(duckdb_path: str, months: list[str]) -> list[dict[str, object]]:
+def duckdb_data_quality(duckdb_path: str, months: Sequence[str]) -> list[dict[str, object]]:
     """The dbt model rpt_data_quality for the given report months (what staging cleaned)."""
     import duckdb
 
@@ -90,7 +85,51 @@ def duckdb_data_quality(duckdb_path: str, months: list[str]) -> list[dict[str, o
         cursor = con.execute(
             "select * from crime_marts.rpt_data_quality where report_month in "
             f"({', '.join('?' for _ in months)}) order by report_month",
-            months,
+            list(months),
         )
         names = [column[0] for column in cursor.description]
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+class DuckDbWarehouse:
+    """CRIME_WAREHOUSE=duckdb: one DuckDB file, dbt through dbt-duckdb."""
+
+    name = "duckdb"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.path = settings.duckdb_file()
+
+    def stage(self, lake: Lake, spec: DatasetSpec, manifest: Sequence[ManifestEntry]) -> int:
+        return rebuild_duckdb_staging(
+            self.path,
+            spec,
+            lake.root,
+            self.settings.staging_dataset,
+            bool(lake.months()),
+            manifest,
+        )
+
+    def build(self, logger: Logger) -> None:
+        try:
+            run_dbt_build(self.settings, {}, logger)
+        finally:
+            release_duckdb()
+
+    def data_quality(self, months: Sequence[str]) -> list[dict[str, object]]:
+        return duckdb_data_quality(self.path, months)
+
+
+def release_duckdb() -> None:
+    """Close the DuckDB handle dbt-duckdb caches for the life of the process.
+
+    Left open, it keeps the database file locked with dbt's configuration (a later connection
+    in this process fails) and is torn down so late at exit that duckdb reports leaks.
+    """
+    from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+
+    with DuckDBConnectionManager._LOCK:
+        env = DuckDBConnectionManager._ENV
+        DuckDBConnectionManager._ENV = None
+    if env is not None:
+        env.close()
