@@ -6,7 +6,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from dataclasses import field as dataclass_field
-from typing import Annotated
+from typing import Annotated, Any, cast
+from uuid import UUID
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import (
@@ -128,19 +129,25 @@ def load_months(
     so the other months still load and the flow fails at the end naming it.
     """
     logger = get_run_logger()
-    progress = create_progress_artifact(0.0, key="load-progress", description="Months loaded")
+    # sync_compatible: called from a sync flow it returns the id, never a coroutine
+    progress = cast(
+        UUID, create_progress_artifact(0.0, key="load-progress", description="Months loaded")
+    )
     in_flight: dict[PrefectFuture[MonthResult], tuple[str, str]] = {}
     results: list[MonthResult] = []
     last_report = time.monotonic()
 
     def collect(future: PrefectFuture[MonthResult]) -> MonthResult:
         month, reason = in_flight.pop(future)
-        outcome = future.result(raise_on_failure=False)
+        # a failed task run hands back its exception instead of a MonthResult
+        outcome: object = future.result(raise_on_failure=False)
         if isinstance(outcome, MonthResult):
             return outcome
         if isinstance(outcome, PipelineError):
             return MonthResult(month, reason, error=str(outcome))
-        raise outcome  # not a problem of the data: a bug or the machine, so stop
+        if isinstance(outcome, BaseException):
+            raise outcome  # not a problem of the data: a bug or the machine, so stop
+        raise TypeError(f"load-{month} returned {outcome!r}, not a MonthResult")
 
     def collect_finished() -> None:
         nonlocal last_report
@@ -288,7 +295,7 @@ def parent_process_data(
     full_refresh: Annotated[
         bool, Field(description="Fetch every month in the range again.")
     ] = False,
-) -> dict:
+) -> dict[str, Any]:
     """Load every missing month of SPD crime data into the lake, then rebuild the warehouse.
 
     Args:
@@ -312,7 +319,7 @@ def run_pipeline(
     force_months: Sequence[str] | None = None,
     full_refresh: bool = False,
     spec: DatasetSpec = SPD_CRIME,
-) -> dict:
+) -> dict[str, Any]:
     logger = get_run_logger()
     started = time.monotonic()
     params: RunParams = validate_params(

@@ -18,7 +18,8 @@ from flows.errors import ConfigError
 from flows.settings import Settings
 
 if TYPE_CHECKING:
-    from google.cloud import bigquery, storage
+    import google.cloud.storage as storage
+    from google.cloud import bigquery
     from prefect_gcp import GcpCredentials
 
 log = logging.getLogger(__name__)
@@ -69,14 +70,15 @@ def lake_storage_client(settings: Settings, bucket: str, prefix: str) -> storage
             )
         log.info("GCS lake: using the GcsBucket block %r", settings.gcs_bucket_block)
         credentials = block.gcp_credentials
-    return credentials.get_cloud_storage_client(project=settings.gcp_project)
+    client: storage.Client = credentials.get_cloud_storage_client(project=settings.gcp_project)
+    return client
 
 
 def bigquery_client(settings: Settings) -> bigquery.Client:
     """A BigQuery client built the production way: the GcpCredentials block, else ADC."""
     credentials = load_gcp_credentials(settings.gcp_credentials_block)
     try:
-        return credentials.get_bigquery_client(
+        client: bigquery.Client = credentials.get_bigquery_client(
             project=settings.gcp_project, location=settings.bq_location
         )
     except OSError:
@@ -85,6 +87,7 @@ def bigquery_client(settings: Settings) -> bigquery.Client:
             "No Google Cloud project is known for BigQuery: set CRIME_GCP_PROJECT to the "
             "project's ID (or save it in the GcpCredentials block)."
         ) from None
+    return client
 
 
 def service_account_keyfile(settings: Settings) -> Path | None:

@@ -12,7 +12,7 @@ import math
 from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic.fields import FieldInfo
@@ -47,8 +47,14 @@ class _MappingSource(EnvSettingsSource):
         return {key.lower(): value for key, value in self._given.items()}
 
 
-def _minimum(minimum: int) -> dict[str, Any]:
-    return {"json_schema_extra": {"minimum": minimum}}
+# the least value of each whole-number setting
+_MINIMUM = {
+    "refresh_months": 0,
+    "concurrency": 1,
+    "page_size": 1,
+    "http_attempts": 1,
+    "month_attempts": 1,
+}
 
 
 class Settings(BaseSettings):
@@ -67,13 +73,13 @@ class Settings(BaseSettings):
     warehouse: Warehouse = "duckdb"
     duckdb_path: str = "data/warehouse.duckdb"
     start_month: str = "2008-01"
-    refresh_months: int = Field(0, **_minimum(0))
-    concurrency: int = Field(4, **_minimum(1))
-    page_size: int = Field(50_000, **_minimum(1))
+    refresh_months: int = 0
+    concurrency: int = 4
+    page_size: int = 50_000
     http_timeout_s: float = Field(60.0, validation_alias="CRIME_HTTP_TIMEOUT")
-    http_attempts: int = Field(6, **_minimum(1))
+    http_attempts: int = 6
     http_backoff_s: float = Field(1.0, validation_alias="CRIME_HTTP_BACKOFF")
-    month_attempts: int = Field(3, **_minimum(1))
+    month_attempts: int = 3
     lock_wait_s: float = Field(0.0, validation_alias="CRIME_LOCK_WAIT")
     staging_dataset: str = "crime_staging"
     # empty means "the warehouse's own target" (duckdb or bigquery)
@@ -164,10 +170,8 @@ class Settings(BaseSettings):
                 raise ValueError(
                     f"{name}={value!r} is not a whole number: set it to an integer."
                 ) from None
-        field = cls.model_fields[str(info.field_name)]
-        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
-        minimum = extra.get("minimum", 0)
-        if isinstance(value, int) and isinstance(minimum, int) and value < minimum:
+        minimum = _MINIMUM[str(info.field_name)]
+        if isinstance(value, int) and value < minimum:
             raise ValueError(f"{name}={value} is too small: it must be at least {minimum}.")
         if info.field_name == "page_size" and isinstance(value, int) and value > MAX_PAGE_SIZE:
             raise ValueError(

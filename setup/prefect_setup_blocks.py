@@ -82,7 +82,8 @@ def read_key(path: Path) -> ServiceAccountKey:
     from google.oauth2 import service_account
 
     try:
-        service_account.Credentials.from_service_account_info(info)
+        # google-auth leaves this classmethod unannotated
+        service_account.Credentials.from_service_account_info(info)  # type: ignore[no-untyped-call]
     except (ValueError, TypeError):
         # the library's message may describe the key; say only that it is unusable
         raise SetupError(

@@ -287,7 +287,7 @@ class StandInClient(bigquery.Client):
         self.lakes = lakes
         self.external_ddls: list[str] = []
 
-    def query(self, query: str, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    def query(self, query: str, *args: Any, **kwargs: Any) -> Any:
         match = _EXTERNAL_DDL_RE.match(query)
         if match is None:
             return super().query(query, *args, **kwargs)

@@ -19,18 +19,19 @@ from pathlib import Path
 from typing import Any
 
 import google.auth
+import google.cloud.storage as storage
 import pyarrow.parquet as pq
 import pytest
 from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
-from google.cloud import bigquery, storage
+from google.cloud import bigquery
 
+import flows.gcp
 from flows.errors import ConfigError, PipelineError
 from flows.lake.gcs import GcsLake
 from flows.lake.manifest import ManifestEntry
 from flows.settings import Settings
 from flows.sources.specs import SPD_CRIME
-from flows.warehouse import bigquery as bq
 from flows.warehouse.bigquery import (
     MANIFEST_COLUMNS,
     external_table_ddl,
@@ -422,8 +423,6 @@ def test_the_client_comes_from_prefect_gcp_with_project_and_location(
 ) -> None:
     from prefect_gcp import GcpCredentials
 
-    import flows.gcp
-
     # application default credentials, as a machine without a key file has them
     monkeypatch.setattr(google.auth, "default", lambda *a, **k: (AnonymousCredentials(), None))
     asked: list[str] = []
@@ -434,10 +433,10 @@ def test_the_client_comes_from_prefect_gcp_with_project_and_location(
 
     monkeypatch.setattr(flows.gcp, "load_gcp_credentials", load)
 
-    client = bq.bigquery_client(settings(gcp_project="my-crime-project"))
+    client = flows.gcp.bigquery_client(settings(gcp_project="my-crime-project"))
     assert (client.project, client.location) == ("my-crime-project", LOCATION)
     # without CRIME_GCP_PROJECT, the block's project
-    client = bq.bigquery_client(settings(gcp_project=None))
+    client = flows.gcp.bigquery_client(settings(gcp_project=None))
     assert (client.project, client.location) == ("block-project", LOCATION)
     assert asked == [Settings().gcp_credentials_block] * 2
 
@@ -473,7 +472,7 @@ def test_live_external_table_over_the_gcs_lake(live: Settings, tmp_path: Path) -
         lake.write_month(entry.month, local.read_month(entry.month))
         lake.write_manifest(entry.month, entry.to_json())
 
-    client = bq.bigquery_client(live)
+    client = flows.gcp.bigquery_client(live)
     try:
         staged = rebuild_bigquery_staging(
             client, live, SPD_CRIME, lake.root, entries, has_files=True

@@ -10,13 +10,13 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import google.auth
+import google.cloud.storage as storage
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pytest
 from google.auth.credentials import AnonymousCredentials
 from google.auth.exceptions import DefaultCredentialsError
-from google.cloud import storage
 
 from flows.errors import ConfigError, PipelineError
 from flows.lake.gcs import (
@@ -345,7 +345,9 @@ def no_block(name: str) -> None:
     from prefect.exceptions import ObjectNotFound
 
     # what GcpCredentials.load raises for a name the Prefect API does not know
-    raise ValueError(f"Unable to find block document named {name}") from ObjectNotFound(None)
+    raise ValueError(f"Unable to find block document named {name}") from ObjectNotFound(
+        Exception(name)
+    )
 
 
 def test_open_gcs_lake_uses_the_saved_credentials_block(

@@ -58,10 +58,9 @@ def test_backfill_into_gcs_is_exact_idempotent_and_replaces_months_whole(
         clean_env.setenv("CRIME_PAGE_SIZE", "100")
         clean_env.setenv("CRIME_HTTP_BACKOFF", "0.01")
         clean_env.setenv("CRIME_HTTP_ATTEMPTS", "8")
-        params = {"start_month": MONTHS[0], "end_month": MONTHS[-1]}
         client = gcs.client()
 
-        first = parent_process_data(**params)
+        first = parent_process_data(start_month=MONTHS[0], end_month=MONTHS[-1])
         expected = source_keys(rows)
         lake = lake_objects(client)
         assert sorted(lake) == sorted(expected)
@@ -76,7 +75,7 @@ def test_backfill_into_gcs_is_exact_idempotent_and_replaces_months_whole(
 
         generations = {b.name: b.generation for b in client.list_blobs(BUCKET)}
         server.faults.reset()
-        again = parent_process_data(**params)
+        again = parent_process_data(start_month=MONTHS[0], end_month=MONTHS[-1])
         assert again["months"] == []
         assert {b.name: b.generation for b in client.list_blobs(BUCKET)} == generations
 
@@ -84,7 +83,7 @@ def test_backfill_into_gcs_is_exact_idempotent_and_replaces_months_whole(
         current = server.rows
         feb = [r for r in current if (r["report_date_time"] or "").startswith("2024-02")]
         server.set_rows([r for r in current if r[":id"] != feb[0][":id"]])
-        third = parent_process_data(**params)
+        third = parent_process_data(start_month=MONTHS[0], end_month=MONTHS[-1])
         assert [m["month"] for m in third["months"]] == ["2024-02"]
         lake = lake_objects(client)
         assert sorted(lake["2024-02"]) == sorted(source_keys(server.rows)["2024-02"])

@@ -43,6 +43,7 @@ def hold_lock_in_another_process(path: str, seconds: float) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         text=True,
     )
+    assert holder.stdout is not None
     assert holder.stdout.readline().strip() == "held"
     return holder
 

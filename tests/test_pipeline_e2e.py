@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
@@ -53,7 +54,11 @@ def configured(workdir: Path, server: SocrataServer, clean_env: pytest.MonkeyPat
 
 
 def run_flow(**overrides):
-    params = {"start_month": MONTHS[0], "end_month": MONTHS[-1], "refresh_months": 0}
+    params: dict[str, Any] = {
+        "start_month": MONTHS[0],
+        "end_month": MONTHS[-1],
+        "refresh_months": 0,
+    }
     params.update(overrides)
     return parent_process_data(**params)
 

@@ -155,7 +155,9 @@ def test_creates_three_blocks_then_changes_nothing(
     credentials = GcpCredentials.load(block_names["CRIME_GCP_CREDENTIALS_BLOCK"])
     assert credentials.service_account_file == key_path
     assert credentials.project == "fake-project"
-    assert Secret.load(block_names["CRIME_SOCRATA_TOKEN_BLOCK"]).get() == TOKEN
+    secret = Secret.load(block_names["CRIME_SOCRATA_TOKEN_BLOCK"])
+    assert isinstance(secret, Secret)
+    assert secret.get() == TOKEN
     # the design choice: the database holds the key's path, never its contents
     stored = raw_block("gcp-credentials", block_names["CRIME_GCP_CREDENTIALS_BLOCK"])
     assert stored is not None
@@ -180,9 +182,9 @@ def test_dry_run_reports_a_change_and_saves_nothing_then_a_run_updates(
     dry = run_setup(["--key", str(key_path), "--dry-run"], env, tmp_path, prefect_api_url)
     assert dry.returncode == 0, dry.stderr
     assert statuses(dry.stdout)[lake] == "would be updated"
-    assert (
-        raw_block("gcs-bucket", block_names["CRIME_GCS_BUCKET_BLOCK"])["bucket_folder"] == "lake/"
-    )
+    unchanged = raw_block("gcs-bucket", block_names["CRIME_GCS_BUCKET_BLOCK"])
+    assert unchanged is not None
+    assert unchanged["bucket_folder"] == "lake/"
 
     real = run_setup(["--key", str(key_path)], env, tmp_path, prefect_api_url)
     assert real.returncode == 0, real.stderr
@@ -190,6 +192,7 @@ def test_dry_run_reports_a_change_and_saves_nothing_then_a_run_updates(
     assert found[lake] == "updated"
     assert found[f"gcp-credentials/{block_names['CRIME_GCP_CREDENTIALS_BLOCK']}"] == "unchanged"
     stored = raw_block("gcs-bucket", block_names["CRIME_GCS_BUCKET_BLOCK"])
+    assert stored is not None
     assert stored["bucket_folder"] == "lake-v2/"
 
 

@@ -22,10 +22,10 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import google.cloud.storage as storage
 import pyarrow as pa
 import pyarrow.parquet as pq
 from google.api_core import exceptions as api_errors
-from google.cloud import storage
 
 from flows.errors import ConfigError, PipelineError
 from flows.gcp import lake_storage_client
@@ -159,7 +159,7 @@ class GcsLake:
     def row_count(self, month: str) -> int:
         with self._gcs_errors():
             blob = self._existing_blob(month)
-            return read_footer(blob).num_rows
+            return int(read_footer(blob).num_rows)
 
     def read_month(self, month: str) -> pa.Table:
         with self._gcs_errors():
@@ -218,7 +218,7 @@ class GcsLake:
 
     def _bucket_exists(self) -> bool:
         try:
-            return self._bucket.exists()
+            return bool(self._bucket.exists())
         except api_errors.Forbidden:
             # object-only permissions (roles/storage.objectAdmin) cannot see the bucket itself
             return True

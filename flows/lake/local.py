@@ -56,7 +56,7 @@ class LocalLake:
         return str(final)
 
     def row_count(self, month: str) -> int:
-        return pq.ParquetFile(self.partition_dir(month) / DATA_FILE).metadata.num_rows
+        return int(pq.ParquetFile(self.partition_dir(month) / DATA_FILE).metadata.num_rows)
 
     def read_month(self, month: str) -> pa.Table:
         return pq.read_table(self.partition_dir(month) / DATA_FILE)

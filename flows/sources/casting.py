@@ -36,7 +36,8 @@ def _to_timestamp(column: pa.Array, utc: bool) -> tuple[pa.Array, int]:
 
 
 def _timestamps_one_by_one(column: pa.Array) -> tuple[pa.Array, int]:
-    parsed, failed = [], 0
+    parsed: list[object] = []
+    failed = 0
     for value in column.to_pylist():
         if value is None:
             parsed.append(None)

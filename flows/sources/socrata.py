@@ -33,7 +33,7 @@ class MonthData:
 
     @property
     def rows(self) -> int:
-        return self.table.num_rows
+        return int(self.table.num_rows)
 
 
 def check_contract(client: HttpClient, spec: DatasetSpec) -> list[str]:
@@ -48,7 +48,11 @@ def check_contract(client: HttpClient, spec: DatasetSpec) -> list[str]:
             f"The source's metadata for dataset {spec.dataset_id} has no column list: "
             "check CRIME_DATASET_ID and CRIME_SOURCE_URL."
         )
-    present = {col.get("fieldName") for col in columns if isinstance(col, dict)}
+    present: set[str] = {
+        name
+        for col in columns
+        if isinstance(col, dict) and isinstance(name := col.get("fieldName"), str)
+    }
     missing = [name for name in spec.field_names if name not in present]
     if missing:
         raise ContractError(

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from flows.settings import Settings
     from flows.sources.specs import DatasetSpec
 
-Logger = logging.Logger | logging.LoggerAdapter
+Logger = logging.Logger | logging.LoggerAdapter[logging.Logger]
 
 
 class Warehouse(Protocol):

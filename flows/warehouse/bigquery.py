@@ -254,7 +254,7 @@ class BigQueryWarehouse:
                 client, self.settings, spec, lake.root, manifest, has_files=bool(lake.months())
             )
         finally:
-            client.close()
+            client.close()  # type: ignore[no-untyped-call]  # unannotated in google-cloud-bigquery
 
     def build(self, logger: Logger) -> None:
         env: dict[str, str] = {}
@@ -290,4 +290,4 @@ class BigQueryWarehouse:
             ).result()
             return [dict(row.items()) for row in rows]
         finally:
-            client.close()
+            client.close()  # type: ignore[no-untyped-call]  # unannotated in google-cloud-bigquery

@@ -15,7 +15,7 @@ from typing import Any
 from flows.errors import PipelineError
 from flows.settings import Settings
 
-Logger = logging.Logger | logging.LoggerAdapter
+Logger = logging.Logger | logging.LoggerAdapter[logging.Logger]
 
 
 def dbt_env(settings: Settings) -> dict[str, str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -129,7 +129,7 @@ def release_duckdb() -> None:
     from dbt.adapters.duckdb.connections import DuckDBConnectionManager
 
     with DuckDBConnectionManager._LOCK:
-        env = DuckDBConnectionManager._ENV
+        env: Any = DuckDBConnectionManager._ENV
         DuckDBConnectionManager._ENV = None
     if env is not None:
         env.close()

@@ -8,7 +8,7 @@ import random
 import re
 import threading
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from operator import itemgetter
@@ -135,7 +135,7 @@ class Table:
         else:
             # stable passes from the last key to the first give mixed ASC/DESC
             for index in reversed(range(len(order))):
-                positions.sort(key=lambda p, i=index: keys[p][i], reverse=order[index][1])
+                positions.sort(key=partial(_key_at, keys, index), reverse=order[index][1])
         rank = [0] * len(positions)
         dense = 0
         for step, position in enumerate(positions):
@@ -300,9 +300,15 @@ def _literals(condition: Condition) -> tuple[Literal, ...]:
     return ()
 
 
+def _key_at(keys: Sequence[tuple[Any, ...]], index: int, position: int) -> Any:
+    return keys[position][index]
+
+
 def _expr_type(table: Table, expr: Expr) -> str:
     if isinstance(expr, CountAll):
         raise malformed("count(*) is not allowed here")
+    if isinstance(expr, Aggregate):
+        raise malformed(f"{expr.function}() is not allowed here")
     if isinstance(expr, Trunc):
         _check_temporal(table, expr)
         return "floating_timestamp"
@@ -354,6 +360,8 @@ def getter_for(table: Table, expr: Expr, raw: bool = False) -> Getter:
         return truncate
     if isinstance(expr, CountAll):
         raise malformed("count(*) is not allowed here")
+    if isinstance(expr, Aggregate):
+        raise malformed(f"{expr.function}() is not allowed here")
     name = expr.name
     if table.soql_type(expr) == "number" and not raw:
         return lambda row: _number(row.get(name))
@@ -486,10 +494,10 @@ def _bounds(table: Table, condition: Condition) -> tuple[str, Bound, Bound, bool
     """The range one text or timestamp column is held to by a condition that ANDs comparisons."""
     parts = condition.parts if isinstance(condition, BoolOp) and condition.op == "and" else ()
     parts = parts or (condition,)
-    ranged = [part for part in parts if _is_range(table, part)]
-    if not ranged:
+    ranged = [part for part in parts if isinstance(part, Compare) and _is_range(table, part)]
+    if not ranged or not isinstance(ranged[0], Compare) or not isinstance(ranged[0].expr, Column):
         return None
-    column = ranged[0].expr  # type: ignore[union-attr]
+    column = ranged[0].expr
     low: Bound = None
     high: Bound = None
     used = 0
@@ -502,7 +510,7 @@ def _bounds(table: Table, condition: Condition) -> tuple[str, Bound, Bound, bool
             low = _tighter(low, value, part.op != ">", lower=True)
         if part.op in ("<", "<=", "="):
             high = _tighter(high, value, part.op != "<", lower=False)
-    return column.name, low, high, used == len(parts)  # type: ignore[union-attr]
+    return column.name, low, high, used == len(parts)
 
 
 def _is_range(table: Table, part: Condition) -> bool:
@@ -570,7 +578,7 @@ def _grouped(
     rng.shuffle(records)
     for expr, desc in reversed(order):
         index = _output_index(expr, outputs)
-        records.sort(key=lambda record, i=index: _null_first(record[i]), reverse=desc)
+        records.sort(key=partial(_null_first_at, index), reverse=desc)
     text = [[None if value is None else str(value) for value in record] for record in records]
     return text, bool(order) or len(records) <= 1
 
@@ -689,3 +697,7 @@ def json_object(names: tuple[str, ...], values: Iterable[str | None]) -> str:
 def csv_line(values: Iterable[str | None]) -> str:
     """RFC 4180 with every value quoted; a null is an empty unquoted field, distinct from `""`."""
     return ",".join(["" if v is None else '"' + v.replace('"', '""') + '"' for v in values])
+
+
+def _null_first_at(index: int, record: Sequence[object]) -> Any:
+    return _null_first(record[index])

@@ -148,7 +148,7 @@ class SocrataServer:
         """Replace rows with the same `:id`, append the others (new ids when they have none)."""
         changes = {row.get(":id") or f"new-{index}": row for index, row in enumerate(rows)}
         with self._lock:
-            merged = [changes.pop(row[":id"], row) for row in self.rows]
+            merged = [changes.pop(str(row[":id"]), row) for row in self.rows]
             self.set_rows(merged + list(changes.values()))
 
     def delete_rows(self, row_ids: Iterable[str]) -> None:
