@@ -7,7 +7,8 @@
     none of it. so is every month holding another copy of an offense found in such a month:
     staging keeps one copy per offense across partitions, so the month that loses it must be
     rewritten too. a month whose rewrite failed still differs on the next run, which redoes it.
-    reads offense_id and report_month of the lake, and two columns of the fact table. -#}
+    reads offense_id and report_month of the lake (stg_spd__crime_rows, every copy of an
+    offense), the manifest (stg_spd__manifest) and two columns of the fact table. -#}
 {% macro fct_crimes_months_to_rebuild(fact_relation) -%}
     lake_offenses as (
 
@@ -15,7 +16,7 @@
             report_month,
             offense_id
 
-        from {{ source('spd', 'spd_crime') }}
+        from {{ ref('stg_spd__crime_rows') }}
 
     ),
 
@@ -37,7 +38,7 @@
 
         from lake_offenses
 
-        left join {{ source('spd', 'spd_crime_manifest') }} as lake_manifest
+        left join {{ ref('stg_spd__manifest') }} as lake_manifest
             on lake_offenses.report_month = lake_manifest.report_month
 
         left join built_months

@@ -26,7 +26,8 @@
     {{ config(materialized='table') }}
 {% endif %}
 
--- depends_on: {{ source('spd', 'spd_crime') }}
+-- read by an incremental run only (macro fct_crimes_months_to_rebuild)
+-- depends_on: {{ ref('stg_spd__crime_rows') }}
 
 with
 
@@ -50,7 +51,7 @@ manifest as (
         report_month,
         fetched_at
 
-    from {{ source('spd', 'spd_crime_manifest') }}
+    from {{ ref('stg_spd__manifest') }}
 
 ),
 

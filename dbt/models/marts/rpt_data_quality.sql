@@ -1,16 +1,23 @@
--- one row per report month and cleaning rule: how many raw values staging turned into null.
+-- one row per report month: per cleaning rule, how many raw values staging turned into null.
 -- values that failed their type never reach here (the loader nulls and counts them); rows are
 -- never dropped for bad values, except rows without an offense_id, counted as rows_without_key.
+{#- each location column of staging and the name its count goes by: census_block is counted as
+    census_block_2020, the publisher's name, which the loader's data-quality artifact shows -#}
 {% set location_columns = [
-    'precinct', 'sector', 'beat', 'neighborhood', 'reporting_area', 'block_address',
-    'census_block_2020'
+    ('precinct', 'precinct'),
+    ('sector', 'sector'),
+    ('beat', 'beat'),
+    ('neighborhood', 'neighborhood'),
+    ('reporting_area', 'reporting_area'),
+    ('block_address', 'block_address'),
+    ('census_block', 'census_block_2020'),
 ] %}
 
 with
 
-source as (
+crime_rows as (
 
-    select * from {{ source('spd', 'spd_crime') }}
+    select * from {{ ref('stg_spd__crime_rows') }}
 
 ),
 
@@ -20,7 +27,7 @@ counts as (
         report_month,
         count(*) as row_count,
         sum(case when offense_id is null then 1 else 0 end) as rows_without_key,
-        {% for column_name in location_columns %}
+        {% for column_name, count_name in location_columns %}
             sum(
                 case
                     when
@@ -29,7 +36,7 @@ counts as (
                         then 1
                     else 0
                 end
-            ) as {{ column_name }}_sentinels,
+            ) as {{ count_name }}_sentinels,
         {% endfor %}
         sum(
             case
@@ -60,7 +67,7 @@ counts as (
             end
         ) as coordinates_outside_seattle
 
-    from source
+    from crime_rows
 
     group by report_month
 

@@ -1,12 +1,12 @@
 with
 
-source as (
+crime_rows as (
 
-    select * from {{ source('spd', 'spd_crime') }}
+    select * from {{ ref('stg_spd__crime_rows') }}
 
 ),
 
-renamed as (
+normalized as (
 
     select
         -- ids
@@ -15,12 +15,12 @@ renamed as (
 
         -- offense classification
         nullif(upper(trim(offense_category)), '') as offense_category,
-        nullif(upper(trim(nibrs_crime_against_category)), '') as crime_against_category,
-        nullif(upper(trim(offense_sub_category)), '') as offense_group,
-        nullif(upper(trim(nibrs_offense_code)), '') as offense_code,
-        nullif(trim(nibrs_offense_code_description), '') as offense_description,
-        nullif(upper(trim(nibrs_group_a_b)), '') as nibrs_group,
-        nullif(trim(shooting_type_group), '') as shooting_type,
+        nullif(upper(trim(crime_against_category)), '') as crime_against_category,
+        nullif(upper(trim(offense_group)), '') as offense_group,
+        nullif(upper(trim(offense_code)), '') as offense_code,
+        nullif(trim(offense_description), '') as offense_description,
+        nullif(upper(trim(nibrs_group)), '') as nibrs_group,
+        nullif(trim(shooting_type), '') as shooting_type,
 
         -- location
         {{ clean_location_text('precinct') }} as precinct,
@@ -29,7 +29,7 @@ renamed as (
         {{ clean_location_text('neighborhood') }} as neighborhood,
         {{ clean_location_text('reporting_area') }} as reporting_area,
         {{ clean_location_text('block_address') }} as block_address,
-        {{ clean_location_text('census_block_2020') }} as census_block,
+        {{ clean_location_text('census_block') }} as census_block,
         latitude,
         longitude,
 
@@ -37,11 +37,11 @@ renamed as (
         report_month,
 
         -- timestamps: offense and report times are pacific wall-clock time without offset
-        offense_date as offense_at,
-        report_date_time as reported_at,
+        offense_at,
+        reported_at,
         source_updated_at
 
-    from source
+    from crime_rows
 
     -- a row without its key cannot be told apart from any other
     where offense_id is not null
@@ -76,7 +76,7 @@ cleaned as (
         reported_at,
         source_updated_at
 
-    from renamed
+    from normalized
 
 ),
 
