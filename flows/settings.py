@@ -115,17 +115,6 @@ class Settings(BaseSettings):
         # resolved once: nothing may change a setting halfway through a run
         raise AttributeError(f"Settings are frozen: {name} cannot be set")
 
-    @field_validator("*", mode="before")
-    @classmethod
-    def _blank_is_default(cls, value: object, info: ValidationInfo) -> object:
-        """Strip text; an empty variable means the default, as if it were not set."""
-        if not isinstance(value, str):
-            return value
-        text = value.strip()
-        if text == "" and info.field_name is not None:
-            return cls.model_fields[info.field_name].default
-        return text
-
     @field_validator("warehouse", mode="before")
     @classmethod
     def _warehouse(cls, value: object) -> object:
@@ -204,6 +193,21 @@ class Settings(BaseSettings):
         if value.lower() in {"0", "false", "no", "off"}:
             return False
         raise ValueError(f"CRIME_RUN_DBT={value!r} is not a boolean: use true or false.")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _blank_is_default(cls, value: object, info: ValidationInfo) -> object:
+        """Strip text; an empty variable means the default, as if it were not set.
+
+        Defined after the field validators: pydantic runs "before" validators last-defined
+        first, so every one of them sees the stripped value.
+        """
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text == "" and info.field_name is not None:
+            return cls.model_fields[info.field_name].default
+        return text
 
     @model_validator(mode="after")
     def _fill_dbt_target(self) -> Settings:

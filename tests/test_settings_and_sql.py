@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pyarrow as pa
 import pytest
 
@@ -109,3 +111,67 @@ def test_staging_view_reads_the_hive_lake_and_an_empty_lake_gets_a_typed_view():
 def test_settings_is_frozen():
     with pytest.raises(AttributeError):
         Settings().concurrency = 3  # type: ignore[misc]
+
+
+def test_a_dotenv_file_is_read_and_the_environment_wins(
+    tmp_path: Path, clean_env: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / ".env").write_text(
+        "CRIME_CONCURRENCY=3\nCRIME_PAGE_SIZE=1234\nSOCRATA_APP_TOKEN=from-dotenv\n"
+    )
+    clean_env.chdir(tmp_path)
+    clean_env.setenv("CRIME_PAGE_SIZE", "777")
+    settings = load_settings()
+    assert settings.concurrency == 3
+    assert settings.page_size == 777
+    assert settings.app_token == "from-dotenv"
+    assert "from-dotenv" not in repr(settings)
+
+
+def test_a_bad_value_in_dotenv_is_the_same_one_sentence(
+    tmp_path: Path, clean_env: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / ".env").write_text("CRIME_CONCURRENCY=four\n")
+    clean_env.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=r"^CRIME_CONCURRENCY='four' is not a whole number"):
+        load_settings()
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"CRIME_HTTP_TIMEOUT": "nan"}, "CRIME_HTTP_TIMEOUT=nan is not a finite number"),
+        ({"CRIME_LOCK_WAIT": "inf"}, "CRIME_LOCK_WAIT=inf is not a finite number"),
+        ({"CRIME_RUN_DBT": "maybe"}, "CRIME_RUN_DBT='maybe' is not a boolean"),
+        ({"CRIME_LAKE_URL": "s3://bucket/lake"}, "has an unsupported scheme"),
+    ],
+)
+def test_more_bad_settings_fail_with_one_sentence(env, message):
+    with pytest.raises(ConfigError, match=message):
+        load_settings(env)
+
+
+def test_an_empty_variable_means_the_default() -> None:
+    settings = load_settings(
+        {"CRIME_LAKE_URL": "", "CRIME_CONCURRENCY": " ", "CRIME_WAREHOUSE": ""}
+    )
+    assert settings.lake_url == "data/lake"
+    assert settings.concurrency == 4
+    assert settings.warehouse == "duckdb"
+    assert settings.dbt_target == "duckdb"
+
+
+def test_one_factory_per_backend_picks_by_setting(tmp_path: Path) -> None:
+    from flows.lake import open_lake
+    from flows.lake.local import LocalLake
+    from flows.warehouse import NoWarehouse, open_warehouse
+    from flows.warehouse.duckdb import DuckDbWarehouse
+
+    local = load_settings({"CRIME_LAKE_URL": str(tmp_path / "lake")})
+    assert isinstance(open_lake(local, SPD_CRIME), LocalLake)
+    assert open_lake(local, SPD_CRIME).root == str(tmp_path / "lake" / "spd_crime")
+    assert isinstance(open_warehouse(local), DuckDbWarehouse)
+    lake_only = load_settings({"CRIME_WAREHOUSE": "none", "CRIME_LAKE_URL": "gs://b/lake"})
+    assert isinstance(open_warehouse(lake_only), NoWarehouse)
+    with pytest.raises(ConfigError, match="names no bucket"):
+        open_lake(load_settings({"CRIME_WAREHOUSE": "none", "CRIME_LAKE_URL": "gs://"}), SPD_CRIME)

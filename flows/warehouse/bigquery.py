@@ -25,6 +25,7 @@ from google.cloud import bigquery
 
 from flows.errors import ConfigError, PipelineError
 from flows.gcp import bigquery_client, service_account_keyfile
+from flows.lake.layout import lake_kind
 from flows.lake.manifest import ManifestEntry, manifest_table
 from flows.settings import Settings
 from flows.sources.specs import DatasetSpec
@@ -226,7 +227,7 @@ def _check_identifiers(project: str, dataset: str) -> None:
 
 def _check_lake_root(url: str) -> str:
     root = url.rstrip("/")
-    if not root.startswith("gs://"):
+    if lake_kind(root) != "gcs":
         raise ConfigError(
             f"CRIME_LAKE_URL={url!r} is not on GCS, and BigQuery reads the lake from there: "
             "set CRIME_LAKE_URL=gs://BUCKET/PREFIX for CRIME_WAREHOUSE=bigquery."
