@@ -147,11 +147,6 @@ def test_a_dropped_connection_is_retried_then_succeeds(source):
     assert source.request_count == 3
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HttpClient counts only attempts that got an answer: a connection dropped mid-body "
-    "reached the server but is not in requests_made",
-)
 def test_requests_made_counts_dropped_connections_too(source):
     source.faults.drop_every = 1
     source.faults.max_faults = 2
@@ -183,7 +178,7 @@ def test_gives_up_after_attempts_with_one_sentence_naming_the_portal(source):
     assert client.requests_made == 3
 
 
-def test_an_unreachable_portal_fails_after_attempts_without_counting_requests():
+def test_an_unreachable_portal_fails_after_attempts_each_counted():
     url = f"http://127.0.0.1:{closed_port()}"
     client = client_for(url, attempts=2)
     with pytest.raises(SourceError) as caught:
@@ -192,7 +187,8 @@ def test_an_unreachable_portal_fails_after_attempts_without_counting_requests():
         f"The source at {url} kept failing (connection failed (ConnectionError)) after 2 "
         "attempts: check that it is reachable, or try again later."
     )
-    assert client.requests_made == 0
+    # requests_made counts attempts, answered or not
+    assert client.requests_made == 2
 
 
 def test_a_server_that_does_not_answer_in_time_is_a_timeout_retried_then_given_up():

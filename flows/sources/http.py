@@ -84,12 +84,13 @@ class HttpClient:
         for attempt in range(1, self.attempts + 1):
             wait_s: float | None = None
             try:
+                # every attempt counts, answered or not: a dropped one reached the portal too
+                self._count()
                 resp = self.session.get(url, params=params, timeout=self.timeout_s)
                 body = resp.content
             except TRANSIENT_ERRORS as exc:
                 last_problem = f"connection failed ({type(exc).__name__})"
             else:
-                self._count()
                 content_type = resp.headers.get("Content-Type", "")
                 if resp.status_code == 200 and expect in content_type:
                     try:
