@@ -2,6 +2,7 @@
 
 # no `from __future__ import annotations` here: prefect builds the flow's parameter model from
 # the real annotations, and a served run cannot resolve them from strings
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -322,6 +323,11 @@ def run_pipeline(
 ) -> dict[str, Any]:
     logger = get_run_logger()
     started = time.monotonic()
+    package_logger = logging.getLogger("flows")
+    if package_logger.level == logging.NOTSET:
+        # the modules' own INFO lines (token source, blocks used) reach the run's log when
+        # PREFECT_LOGGING_EXTRA_LOGGERS names flows, as the CLI sets it; the root is WARNING
+        package_logger.setLevel(logging.INFO)
     params: RunParams = validate_params(
         start_month or settings.start_month,
         end_month,

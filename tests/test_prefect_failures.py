@@ -143,7 +143,9 @@ def save_secret(prefect_server: PrefectServer, name: str, value: str) -> None:
 
     with temporary_settings({PREFECT_API_URL: prefect_server.api_url}):
         Secret(value=value).save(name, overwrite=True)
-        assert Secret.load(name).get() == value
+        saved = Secret.load(name)
+        assert isinstance(saved, Secret)
+        assert saved.get() == value
 
 
 def assert_nowhere(token: str, work: Path, *outputs: str) -> None:
