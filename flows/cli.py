@@ -65,23 +65,29 @@ def cmd_run(args: argparse.Namespace) -> int:
     from flows.settings import load_settings
 
     settings = load_settings()
-    # fail on a bad parameter before any engine starts or anything is touched
-    validate_params(
+    # fail on a bad parameter before any engine starts or anything is touched, and hand the
+    # flow the validated values (stripped, ascii), never the raw text
+    params = validate_params(
         args.start_month or settings.start_month,
         args.end_month,
         settings.refresh_months if args.refresh_months is None else args.refresh_months,
         args.force,
         args.full_refresh,
     )
+    from prefect.exceptions import ParameterTypeError
+
     from flows.flow import parent_process_data
 
-    result = parent_process_data(
-        start_month=args.start_month,
-        end_month=args.end_month,
-        refresh_months=args.refresh_months,
-        force_months=args.force or None,
-        full_refresh=args.full_refresh,
-    )
+    try:
+        result = parent_process_data(
+            start_month=params.start_month if args.start_month else None,
+            end_month=params.end_month if args.end_month else None,
+            refresh_months=args.refresh_months,
+            force_months=list(params.force_months) or None,
+            full_refresh=args.full_refresh,
+        )
+    except ParameterTypeError as exc:
+        raise ConfigError(parameter_sentence(exc)) from None
     print(
         f"loaded {len(result['months'])} month(s), {result['rows_loaded']} rows; "
         f"warehouse staging shows {result['staging_rows']} rows ({result['seconds']}s)"
@@ -139,6 +145,16 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def parameter_sentence(exc: Exception) -> str:
+    """Prefect's ParameterTypeError (a header and one line per bad parameter) as one sentence."""
+    lines = [line.strip(" -") for line in str(exc).splitlines()[1:] if line.strip(" -")]
+    problems = "; ".join(lines) or str(exc)
+    return (
+        f"The flow refused its parameters ({problems}): use YYYY-MM months, a refresh_months "
+        "of 0 or more, and see `python -m flows run --help`."
+    )
+
+
 def _ranges(months: list[str]) -> str:
     """2020-01..2020-04, 2021-07: consecutive months folded into spans."""
     spans: list[list[str]] = []
@@ -153,6 +169,9 @@ def _ranges(months: list[str]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     _prepare_environment()
     args = build_parser().parse_args(argv)
+    from flows.interrupt import Terminated, install_sigterm_handler
+
+    install_sigterm_handler()
     handlers = {"run": cmd_run, "serve": cmd_serve, "status": cmd_status}
     try:
         return handlers[args.command](args)
@@ -162,9 +181,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        terminated = isinstance(exc, Terminated)
         print(
-            "interrupted: months already written are complete; run again to finish.",
+            f"{'terminated' if terminated else 'interrupted'}: the months already written are "
+            "whole and the warehouse keeps its last good build; run again to finish.",
             file=sys.stderr,
         )
-        return 130
+        return 143 if terminated else 130

@@ -5,6 +5,7 @@
 import logging
 import time
 from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from dataclasses import field as dataclass_field
 from typing import Annotated, Any, cast
@@ -21,7 +22,8 @@ from prefect.futures import PrefectFuture, wait
 from pydantic import Field
 
 from flows.blocks import socrata_app_token
-from flows.errors import PipelineError
+from flows.errors import LakeWriteError, PipelineError, lake_write_error
+from flows.interrupt import WriteGate
 from flows.lake import Lake, open_lake
 from flows.lake.manifest import entry_for, parse_entries
 from flows.plan import LakeMonth, RunParams, plan_months, validate_params
@@ -72,6 +74,8 @@ class RunContext:
     reader: MonthReader
     lake: Lake
     warehouse: Warehouse
+    # every month write goes through it; closed when the run stops, before the lock is freed
+    gate: WriteGate
 
     @property
     def spec(self) -> DatasetSpec:
@@ -90,16 +94,25 @@ def check_source_contract(reader: MonthReader) -> list[str]:
 
 @task(name="load-month", task_run_name="load-{month}", cache_policy=NO_CACHE)
 def load_month(
-    reader: MonthReader, lake: Lake, month: str, reason: str, known_count: int | None = None
+    reader: MonthReader,
+    lake: Lake,
+    gate: WriteGate,
+    month: str,
+    reason: str,
+    known_count: int | None = None,
 ) -> MonthResult:
     """Fetch one month completely, then replace it in the lake. A failure writes nothing and
     fails this task run, with its reason, while the other months go on."""
     data = reader.fetch_month(month, known_count)
-    lake.write_month(month, data.table)
-    # only now that the data is in place: the manifest never claims more than the lake holds
-    lake.write_manifest(
-        month, entry_for(month, data.table, reader.spec.updated_at_column).to_json()
-    )
+    with gate.writing():
+        try:
+            lake.write_month(month, data.table)
+            # only now that the data is in place: the manifest never claims more than the lake
+            lake.write_manifest(
+                month, entry_for(month, data.table, reader.spec.updated_at_column).to_json()
+            )
+        except OSError as exc:
+            raise lake_write_error(exc, lake.root) from None
     nulled = ", ".join(f"{k}={v}" for k, v in sorted(data.nulled.items())) or "none"
     get_run_logger().info(
         "%s (%s): %d rows in %d page(s), %.1fs; values nulled: %s",
@@ -144,6 +157,8 @@ def load_months(
         outcome: object = future.result(raise_on_failure=False)
         if isinstance(outcome, MonthResult):
             return outcome
+        if isinstance(outcome, LakeWriteError):
+            raise outcome  # no other month can be written either: stop the run
         if isinstance(outcome, PipelineError):
             return MonthResult(month, reason, error=str(outcome))
         if isinstance(outcome, BaseException):
@@ -165,14 +180,26 @@ def load_months(
             logger.info("progress: %d/%d months done", finished, len(plan))
             last_report = time.monotonic()
 
-    for month, reason in plan.items():
-        while len(in_flight) >= run.settings.concurrency:
+    try:
+        for month, reason in plan.items():
+            while len(in_flight) >= run.settings.concurrency:
+                collect_finished()
+            known = (counts or {}).get(month, 0 if counts is not None else None)
+            future = load_month.submit(run.reader, run.lake, run.gate, month, reason, known)
+            in_flight[future] = (month, reason)
+        while in_flight:
             collect_finished()
-        known = (counts or {}).get(month, 0 if counts is not None else None)
-        future = load_month.submit(run.reader, run.lake, month, reason, known)
-        in_flight[future] = (month, reason)
-    while in_flight:
-        collect_finished()
+    except BaseException:
+        # interrupted, terminated or a fatal error: submit nothing more, let the writes in
+        # progress finish and refuse the rest, so that nothing writes once the lock is freed
+        run.gate.close()
+        if in_flight:
+            logger.warning(
+                "stopping: %d month(s) in flight are not written (%s)",
+                len(in_flight),
+                ", ".join(sorted(month for month, _ in in_flight.values())),
+            )
+        raise
     return sorted(results, key=lambda r: r.month)
 
 
@@ -216,6 +243,8 @@ def load_and_build(run: RunContext, params: RunParams, new_fields: list[str]) ->
         if run.settings.run_dbt:
             run.warehouse.build(logger)
             publish_quality(run.warehouse, summary)
+        # what users read is replaced only now, after staging, models and tests passed
+        run.warehouse.publish()
     summary.requests = run.reader.requests_made
     return summary
 
@@ -271,7 +300,7 @@ def publish_summary(summary: RunSummary) -> None:
     )
 
 
-MONTH_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
+MONTH_PATTERN = r"^[0-9]{4}-(0[1-9]|1[0-2])$"  # ascii digits: \d is any Unicode digit
 Month = Annotated[str, Field(pattern=MONTH_PATTERN, examples=["2024-05"])]
 
 
@@ -336,17 +365,24 @@ def run_pipeline(
         full_refresh,
     )
     spec = spec.with_source(settings.source_url, settings.dataset_id)
+    gate = WriteGate()
     run = RunContext(
         settings=settings,
-        reader=open_source(settings, spec, socrata_app_token(settings)),
+        reader=open_source(settings, spec, socrata_app_token(settings), gate.stopped),
         lake=open_lake(settings, spec),
         warehouse=open_warehouse(settings),
+        gate=gate,
     )
     try:
         new_fields = check_source_contract(run.reader)
-        with run.lake.lock(settings.lock_wait_s):
+        with ExitStack() as held:
+            try:
+                held.enter_context(run.lake.lock(settings.lock_wait_s))
+            except OSError as exc:
+                raise lake_write_error(exc, run.lake.root) from None
             summary = load_and_build(run, params, new_fields)
     finally:
+        gate.close()
         run.reader.close()
     summary.seconds = round(time.monotonic() - started, 2)
     publish_summary(summary)

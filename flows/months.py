@@ -11,7 +11,8 @@ from flows.errors import ConfigError
 PUBLISHER_TZ = ZoneInfo("America/Los_Angeles")
 UNKNOWN_MONTH = "unknown"  # partition for rows whose month column is null
 
-_MONTH_RE = re.compile(r"^(\d{4})-(\d{2})$")
+# ascii digits only: \d would take any Unicode digit, full-width ones among them
+_MONTH_RE = re.compile(r"^([0-9]{4})-([0-9]{2})$")
 
 
 def parse_month(value: str, what: str = "month") -> str:

@@ -76,7 +76,10 @@ def plan_months(
         if reason:
             reasons[month] = reason
     for month in params.force_months:
-        reasons[month] = "forced"
+        # a forced month the source has no rows for, and the lake does not hold, is nothing to
+        # load: writing it would leave a permanent empty partition
+        if month in lake or (month in source and source[month].rows):
+            reasons[month] = "forced"
     return dict(sorted(reasons.items()))
 
 

@@ -9,6 +9,7 @@ section. A bad value is one ConfigError sentence naming the variable, never a py
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
@@ -31,6 +32,7 @@ WAREHOUSES: tuple[Warehouse, ...] = ("duckdb", "bigquery", "none")
 MAX_PAGE_SIZE = 50_000  # the SODA 2.x maximum for $limit
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ENV_PREFIX = "CRIME_"
+IDENTIFIER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,1023}$", re.ASCII)
 
 # a mapping given to load_settings(env) replaces the process environment and .env for one call
 _GIVEN_ENV: ContextVar[Mapping[str, str] | None] = ContextVar("given_env", default=None)
@@ -181,6 +183,32 @@ class Settings(BaseSettings):
             raise ValueError(f"{name}={value} is not a finite number: set it to a number.")
         if isinstance(value, float | int) and value < 0:
             raise ValueError(f"{name}={value} is negative: set it to zero or more.")
+        if info.field_name == "http_timeout_s" and value == 0:
+            raise ValueError(
+                f"{name}=0 would give every request no time at all: set the seconds a request "
+                "may take, for example 60."
+            )
+        return value
+
+    @field_validator("staging_dataset", "bq_dataset", mode="before")
+    @classmethod
+    def _identifier(cls, value: object, info: ValidationInfo) -> object:
+        # these names reach SQL (schemas, datasets): letters, digits and underscores only
+        if not IDENTIFIER_RE.match(str(value)):
+            raise ValueError(
+                f"{env_name(str(info.field_name))}={value!r} is not a schema or dataset name: "
+                "use letters, digits and underscores, starting with a letter or underscore."
+            )
+        return value
+
+    @field_validator("duckdb_path", mode="before")
+    @classmethod
+    def _duckdb_file(cls, value: object) -> object:
+        if Path(str(value)).expanduser().is_dir():
+            raise ValueError(
+                f"CRIME_DUCKDB_PATH={value!r} is a folder: name the DuckDB file, for example "
+                f"{Path(str(value), 'warehouse.duckdb')}."
+            )
         return value
 
     @field_validator("run_dbt", mode="before")

@@ -42,7 +42,7 @@ PARQUET_CONTENT_TYPE = "application/vnd.apache.parquet"
 # one ranged read of this size holds the footer of any month file the pipeline writes
 FOOTER_READ_BYTES = 64 * 1024
 _PARQUET_MAGIC = b"PAR1"
-_MONTH_VALUE = r"\d{4}-\d{2}|unknown"
+_MONTH_VALUE = r"[0-9]{4}-[0-9]{2}|unknown"
 _MONTH_VALUE_RE = re.compile(rf"^(?:{_MONTH_VALUE})$")
 # gcs naming rules: lowercase letters, digits, '-', '_' and '.', starting and ending alphanumeric
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")

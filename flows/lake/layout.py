@@ -19,7 +19,7 @@ from flows.errors import ConfigError
 LakeKind = Literal["local", "gcs"]
 GCS_SCHEME = "gs://"
 DATA_FILE = "data.parquet"
-PARTITION_RE = re.compile(r"^report_month=(\d{4}-\d{2}|unknown)$")
+PARTITION_RE = re.compile(r"^report_month=([0-9]{4}-[0-9]{2}|unknown)$")
 
 
 def parquet_bytes_writer(table: pa.Table, sink: object) -> None:

@@ -3,6 +3,7 @@ today); every kind is a `MonthReader` over one dataset, built from the HTTP clie
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING, Protocol
 
 from flows.sources.http import HttpClient
@@ -36,8 +37,14 @@ class MonthReader(Protocol):
     def close(self) -> None: ...
 
 
-def open_source(settings: Settings, spec: DatasetSpec, app_token: str | None) -> MonthReader:
-    """The reader for `spec` on its portal, with the run's HTTP settings."""
+def open_source(
+    settings: Settings,
+    spec: DatasetSpec,
+    app_token: str | None,
+    stop: threading.Event | None = None,
+) -> MonthReader:
+    """The reader for `spec` on its portal, with the run's HTTP settings; `stop` set ends its
+    requests early when the run stops."""
     from flows.sources.socrata import SocrataReader
 
     headers = {"X-App-Token": app_token} if app_token else {}
@@ -48,5 +55,6 @@ def open_source(settings: Settings, spec: DatasetSpec, app_token: str | None) ->
         attempts=settings.http_attempts,
         backoff_s=settings.http_backoff_s,
         pool_size=max(settings.concurrency, 4),
+        stop=stop,
     )
     return SocrataReader(client, spec, settings.page_size, settings.month_attempts)

@@ -14,7 +14,7 @@ from typing import Any
 
 import requests
 
-from flows.errors import SourceError
+from flows.errors import RunStopped, SourceError
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,7 @@ class HttpClient:
         attempts: int = 6,
         backoff_s: float = 1.0,
         pool_size: int = 8,
+        stop: threading.Event | None = None,
     ) -> None:
         self.portal_url = portal_url.rstrip("/")
         self.timeout_s = timeout_s
@@ -60,6 +61,8 @@ class HttpClient:
         self.session.headers["User-Agent"] = "seattle-crime-loader/0.1"
         # credentials such as an app token travel in headers, never in URLs that get logged
         self.session.headers.update(headers or {})
+        # set when the run stops: no new attempt starts and a backoff wait ends at once
+        self.stop = stop or threading.Event()
         self._lock = threading.Lock()
         self.requests_made = 0
 
@@ -82,6 +85,8 @@ class HttpClient:
         url = f"{self.portal_url}{path}"
         last_problem = ""
         for attempt in range(1, self.attempts + 1):
+            if self.stop.is_set():
+                raise RunStopped("the run is stopping, so no more requests are sent")
             wait_s: float | None = None
             try:
                 # every attempt counts, answered or not: a dropped one reached the portal too
@@ -118,7 +123,7 @@ class HttpClient:
                 self.attempts - 1,
                 wait_s,
             )
-            time.sleep(wait_s)
+            self.stop.wait(wait_s)
         raise SourceError(
             f"The source at {self.portal_url} kept failing ({last_problem}) after "
             f"{self.attempts} attempts: check that it is reachable, or try again later."

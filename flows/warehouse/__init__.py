@@ -34,7 +34,11 @@ class Warehouse(Protocol):
         ...
 
     def data_quality(self, months: Sequence[str]) -> list[dict[str, object]]:
-        """rpt_data_quality's rows for these report months."""
+        """rpt_data_quality's rows for these report months, from what build() built."""
+        ...
+
+    def publish(self) -> None:
+        """Make what stage() and build() built the relations users read."""
         ...
 
 
@@ -51,6 +55,9 @@ class NoWarehouse:
 
     def data_quality(self, months: Sequence[str]) -> list[dict[str, object]]:
         return []
+
+    def publish(self) -> None:
+        return None
 
 
 # which lakes each warehouse can read, and what to tell a user who pairs it with another

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -53,12 +54,16 @@ def _log_event(logger: Logger) -> Any:
     return callback
 
 
-def _invoke(args: list[str], logger: Logger) -> None:
+def _invoke(args: list[str], logger: Logger, kept: str) -> None:
     from dbt.cli.main import dbtRunner
 
     result = dbtRunner(callbacks=[_log_event(logger)]).invoke(args)
+    if isinstance(result.exception, BaseException) and not isinstance(result.exception, Exception):
+        # Ctrl-C or SIGTERM while dbt ran: an interruption, not a dbt problem
+        raise result.exception
     if result.exception is not None:
-        raise PipelineError(f"dbt {args[0]} could not run: {result.exception}")
+        reason = str(result.exception) or type(result.exception).__name__
+        raise PipelineError(f"dbt {args[0]} could not run ({reason}), so {kept}.")
     if not result.success:
         failed = [
             f"{node.node.resource_type} {node.node.name}: {node.message}"
@@ -66,8 +71,8 @@ def _invoke(args: list[str], logger: Logger) -> None:
             if str(node.status) in {"error", "fail", "runtime error"}
         ]
         raise PipelineError(
-            f"dbt {args[0]} failed ({'; '.join(failed) or 'see the log'}): nothing in the lake "
-            "changed; fix the model or the data and run again."
+            f"dbt {args[0]} failed ({'; '.join(failed) or 'see the log'}), so {kept}: fix the "
+            "model or the data and run again."
         )
 
 
@@ -75,14 +80,37 @@ def run_dbt_build(
     settings: Settings,
     env: Mapping[str, str],
     logger: Logger,
+    kept: str,
     target_path: str | None = None,
 ) -> None:
     """`dbt build` (models and tests) then `dbt source freshness`; a failure raises.
 
-    `env` is what the warehouse adds to dbt_env (credentials for BigQuery, say).
+    `env` is what the warehouse adds to dbt_env (credentials for BigQuery, say); `kept` says
+    in the error what users still see after a failure (the warehouse knows).
     """
-    os.environ.update({**dbt_env(settings), **env})
-    os.environ.setdefault("DBT_USE_COLORS", "false")  # the run's log is not a terminal
+    variables = {**dbt_env(settings), **env}
+    variables.setdefault("DBT_USE_COLORS", os.environ.get("DBT_USE_COLORS", "false"))
+    with environment(variables):
+        _build(settings, logger, kept, target_path)
+
+
+@contextmanager
+def environment(variables: Mapping[str, str]) -> Iterator[None]:
+    """Set variables for dbt (its profiles read os.environ) and put back what was there, so
+    nothing of one run (such as a build file's path) leaks into the next one's settings."""
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _build(settings: Settings, logger: Logger, kept: str, target_path: str | None) -> None:
     project_dir = Path(settings.dbt_project_dir)
     common = [
         "--project-dir",
@@ -95,6 +123,6 @@ def run_dbt_build(
         settings.dbt_target,
         "--quiet",
     ]
-    _invoke(["build", *common], logger)
+    _invoke(["build", *common], logger, kept)
     # warns (never fails) when the newest source row is older than the threshold
-    _invoke(["source", "freshness", *common], logger)
+    _invoke(["source", "freshness", *common], logger, kept)

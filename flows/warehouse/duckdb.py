@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import re
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from flows.errors import WarehouseBusyError
 from flows.lake.manifest import ManifestEntry, manifest_table
 from flows.sources.specs import DatasetSpec
 from flows.warehouse.dbt import Logger, run_dbt_build
@@ -92,17 +96,35 @@ def duckdb_data_quality(duckdb_path: str, months: Sequence[str]) -> list[dict[st
 
 
 class DuckDbWarehouse:
-    """CRIME_WAREHOUSE=duckdb: one DuckDB file, dbt through dbt-duckdb."""
+    """CRIME_WAREHOUSE=duckdb: one DuckDB file, dbt through dbt-duckdb, written, audited and
+    published: staging and dbt work on a copy of the file, which replaces the file users read
+    (an atomic rename) only after every model and test passed. A failed build leaves the file
+    exactly as the last good build left it."""
 
     name = "duckdb"
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.path = settings.duckdb_file()
+        self.path = Path(settings.duckdb_file())
+        # the copy keeps the file's name: dbt-duckdb names the catalog after it, and views
+        # written in the copy must still resolve once it is renamed over the original
+        self.build_path = self.path.parent / f".{self.path.name}.build" / self.path.name
+        self._building = False
+
+    def _begin(self) -> None:
+        if self._building:
+            return
+        shutil.rmtree(self.build_path.parent, ignore_errors=True)  # a failed run's copy
+        self.build_path.parent.mkdir(parents=True)
+        if self.path.exists():
+            checkpoint(self.path)  # fold its write-ahead log in, so one file holds it all
+            shutil.copy2(self.path, self.build_path)
+        self._building = True
 
     def stage(self, lake: Lake, spec: DatasetSpec, manifest: Sequence[ManifestEntry]) -> int:
+        self._begin()
         return rebuild_duckdb_staging(
-            self.path,
+            str(self.build_path),
             spec,
             lake.root,
             self.settings.staging_dataset,
@@ -111,13 +133,47 @@ class DuckDbWarehouse:
         )
 
     def build(self, logger: Logger) -> None:
+        self._begin()
         try:
-            run_dbt_build(self.settings, {}, logger)
+            run_dbt_build(
+                self.settings,
+                {"CRIME_DUCKDB_PATH": str(self.build_path)},
+                logger,
+                kept=f"{self.path} keeps its last good build while the lake keeps the months "
+                "this run loaded",
+            )
         finally:
             release_duckdb()
 
     def data_quality(self, months: Sequence[str]) -> list[dict[str, object]]:
-        return duckdb_data_quality(self.path, months)
+        return duckdb_data_quality(str(self.build_path if self._building else self.path), months)
+
+    def publish(self) -> None:
+        if not self._building:
+            return
+        checkpoint(self.build_path)
+        os.replace(self.build_path, self.path)
+        shutil.rmtree(self.build_path.parent, ignore_errors=True)
+        self._building = False
+
+
+_LOCK_HOLDER_RE = re.compile(r"Conflicting lock is held in (?P<program>.*?) \(PID (?P<pid>\d+)\)")
+
+
+def checkpoint(path: Path) -> None:
+    """Write the file's WAL into it; one sentence when another process holds the file."""
+    import duckdb
+
+    try:
+        with duckdb.connect(str(path)) as con:
+            con.execute("checkpoint")
+    except duckdb.IOException as exc:
+        holder = _LOCK_HOLDER_RE.search(str(exc))
+        who = f"PID {holder['pid']}, {holder['program']}" if holder else "another process"
+        raise WarehouseBusyError(
+            f"The DuckDB file {path} is open in another process ({who}): close it there, "
+            "read-only readers such as a dashboard too, then run again."
+        ) from None
 
 
 def release_duckdb() -> None:
