@@ -90,8 +90,15 @@ def test_ordered_paging_returns_every_row_exactly_once(
         if len(page) < 250:
             break
     assert len(seen) == len(set(seen)) == len(rows)
-    expected = sorted(rows, key=lambda row: (row["report_date_time"] or "", row["offense_id"]))
-    # nulls sort first, and offense_id ties break as text, not numbers
+    expected = sorted(
+        rows,
+        key=lambda row: (
+            row["report_date_time"] is None,
+            row["report_date_time"] or "",
+            row["offense_id"],
+        ),
+    )
+    # nulls sort last (ascending), as on Socrata, and offense_id ties break as text, not numbers
     assert seen == [row["offense_id"] for row in expected]
 
 
@@ -137,9 +144,10 @@ def test_month_counts_in_one_grouped_request(
     )
     assert response.status_code == 200, response.text
     per_month = Counter(month_of(row) for row in rows)
-    expected = [{"n": str(NULL_ROWS)}] + [
+    # the null month sorts last in an ascending order, as on Socrata
+    expected = [
         {"month": f"{month}-01T00:00:00.000", "n": str(per_month[month])} for month in MONTHS
-    ]
+    ] + [{"n": str(NULL_ROWS)}]
     assert response.json() == expected
 
 

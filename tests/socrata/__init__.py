@@ -7,9 +7,10 @@ or from a shell: `python -m tests.socrata --port 8765` (prints `SOCRATA_URL=...`
 CSV quotes every value; a null is an empty unquoted field, so `,,` is null and `,"",` is "".
 """
 
-from .data import FIELD_TYPES, FIELDS, generate_rows, month_of, month_range
+from .data import FIELD_TYPES, FIELDS, generate_rows, invalid_utf8, month_of, month_range
 from .faults import FaultRecord, Faults, NetworkModel
-from .server import LoggedRequest, SocrataServer
+from .revisions import Revision
+from .server import LoggedRequest, PageHook, SocrataServer
 
 __all__ = [
     "FIELDS",
@@ -18,8 +19,11 @@ __all__ = [
     "Faults",
     "LoggedRequest",
     "NetworkModel",
+    "PageHook",
+    "Revision",
     "SocrataServer",
     "generate_rows",
+    "invalid_utf8",
     "month_of",
     "month_range",
 ]

@@ -196,6 +196,15 @@ OFFENSE_CUM_WEIGHTS: tuple[int, ...] = tuple(
 ROW_ID_ALPHABET = "23456789abcdefghijkmnpqrstuvwxyz"
 
 
+def invalid_utf8(raw: bytes) -> str:
+    """A row value the server sends as exactly these bytes, even where they are not UTF-8.
+
+    Bytes that are not UTF-8 are held as surrogate escapes (`b"CAF\\xc9"` -> `"CAF\\udcc9"`), which
+    the server encodes back to the raw bytes in CSV and JSON bodies alike.
+    """
+    return raw.decode("utf-8", "surrogateescape")
+
+
 def month_of(row: Row) -> str | None:
     """The report month ("YYYY-MM") of a row, None when its report_date_time is null."""
     value = row.get("report_date_time")

@@ -128,7 +128,7 @@ class Table:
 
     def _build_rank(self, order: tuple[tuple[Expr, bool], ...]) -> tuple[list[int], bool]:
         getters = [getter_for(self, expr) for expr, _ in order]
-        keys = [tuple(_null_first(get(row)) for get in getters) for row in self.rows]
+        keys = [tuple(_null_last(get(row)) for get in getters) for row in self.rows]
         positions = list(range(len(self.rows)))
         if len({desc for _, desc in order}) <= 1:
             positions.sort(key=keys.__getitem__, reverse=bool(order and order[0][1]))
@@ -578,7 +578,7 @@ def _grouped(
     rng.shuffle(records)
     for expr, desc in reversed(order):
         index = _output_index(expr, outputs)
-        records.sort(key=partial(_null_first_at, index), reverse=desc)
+        records.sort(key=partial(_null_last_at, index), reverse=desc)
     text = [[None if value is None else str(value) for value in record] for record in records]
     return text, bool(order) or len(records) <= 1
 
@@ -641,8 +641,11 @@ def _output_index(expr: Expr, outputs: list[Output]) -> int:
     raise malformed("$order of a grouped query must name a selected column or alias")
 
 
-def _null_first(value: Any) -> tuple[bool, Any]:
-    return (value is not None, value)
+# Nulls sort LAST in an ascending $order and first in a descending one, as on Socrata (its SoQL
+# parser defaults nullLast to the direction being ascending, as PostgreSQL does): keys are
+# (is null, value), and a descending sort reverses them.
+def _null_last(value: Any) -> tuple[bool, Any]:
+    return (value is None, value)
 
 
 def _render_rows(table: Table, positions: list[int], outputs: list[Output], fmt: str) -> list[str]:
@@ -683,9 +686,15 @@ def _result(lines: list[str], outputs: list[Output], fmt: str) -> Result:
     if fmt == "csv":
         # the header is quoted like every value; a null is an empty field, never `""`
         body = "\n".join([csv_line(names), *lines]) + "\n"
-        return Result(body.encode(), "text/csv; charset=UTF-8", names, types)
+        return Result(_encode(body), "text/csv; charset=UTF-8", names, types)
     body = "[" + "\n,".join(lines) + "]\n"
-    return Result(body.encode(), "application/json; charset=UTF-8", names, types)
+    return Result(_encode(body), "application/json; charset=UTF-8", names, types)
+
+
+def _encode(body: str) -> bytes:
+    """UTF-8, except that a value holding surrogate escapes (see data.invalid_utf8) goes out as
+    the raw bytes they stand for: invalid UTF-8, as a badly encoded source value would."""
+    return body.encode("utf-8", "surrogateescape")
 
 
 def json_object(names: tuple[str, ...], values: Iterable[str | None]) -> str:
@@ -699,5 +708,5 @@ def csv_line(values: Iterable[str | None]) -> str:
     return ",".join(["" if v is None else '"' + v.replace('"', '""') + '"' for v in values])
 
 
-def _null_first_at(index: int, record: Sequence[object]) -> Any:
-    return _null_first(record[index])
+def _null_last_at(index: int, record: Sequence[object]) -> Any:
+    return _null_last(record[index])

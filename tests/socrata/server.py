@@ -9,14 +9,15 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, unquote_plus, urlsplit
 
-from .data import FIELD_TYPES, FIELDS, GENERATED_AT, SYSTEM_FIELDS, Row
+from .data import FIELD_TYPES, FIELDS, GENERATED_AT, SYSTEM_FIELDS, Row, invalid_utf8
 from .faults import Faults, NetworkModel
 from .query import Result, Table, run_query
 from .soql import SoqlError
@@ -45,6 +46,28 @@ class Response(NamedTuple):
     body: bytes
     content_type: str
     headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass
+class PageHook:
+    """Runs `action(server)` once, right after the `number`th data page whose `$where` contains
+    `where_contains` is answered: the page was computed from the rows before the change, and
+    the client sees the change from its next request on. A data page is a `/resource/` query
+    with no aggregate (no count/max/min, no $group) that the server answered with data (one
+    it cut short or dropped for a fault counts too; one it refused does not)."""
+
+    number: int
+    action: Callable[[SocrataServer], object]
+    where_contains: str = ""
+    seen: int = 0
+    fired: bool = False
+
+
+AGGREGATE_CALL = re.compile(r"\b(count|max|min)\s*\(", re.IGNORECASE)
+
+
+def is_data_page(query: dict[str, str]) -> bool:
+    return "$group" not in query and not AGGREGATE_CALL.search(query.get("$select", ""))
 
 
 def now_timestamp() -> str:
@@ -82,6 +105,7 @@ class SocrataServer:
         self._httpd: _HttpServer | None = None
         self._thread: threading.Thread | None = None
         self._warm_thread: threading.Thread | None = None
+        self._page_hooks: list[PageHook] = []
         types = {field: FIELD_TYPES.get(field, "text") for field in fields}
         normalized = [_published(_normalize(row, fields)) for row in rows]
         self._table = Table(dataset_id, normalized, fields, types)
@@ -168,6 +192,35 @@ class SocrataServer:
             rows = [{(new if k == old else k): v for k, v in row.items()} for row in table.rows]
             self._install(rows, fields, types, touch=False)
 
+    def after_page(
+        self, number: int, action: Callable[[SocrataServer], object], where_contains: str = ""
+    ) -> PageHook:
+        """Revise the rows between two pages: `action(self)` runs once, after the `number`th data
+        page (see PageHook) whose `$where` contains `where_contains` (e.g. a month's first
+        timestamp), before that page's body is sent. Returns the hook; `hook.fired` tells."""
+        if number < 1:
+            raise ValueError("number counts pages from 1")
+        hook = PageHook(number, action, where_contains)
+        with self._lock:
+            self._page_hooks.append(hook)
+        return hook
+
+    def _page_answered(self, query: dict[str, str]) -> None:
+        if not is_data_page(query):
+            return
+        where = query.get("$where", "")
+        due: list[PageHook] = []
+        with self._lock:
+            for hook in self._page_hooks:
+                if hook.fired or hook.where_contains not in where:
+                    continue
+                hook.seen += 1
+                if hook.seen == hook.number:
+                    hook.fired = True
+                    due.append(hook)
+        for hook in due:
+            hook.action(self)
+
     @property
     def requests_log(self) -> list[LoggedRequest]:
         with self._lock:
@@ -245,6 +298,7 @@ class SocrataServer:
         except Exception as error:
             # a bug in the fake must still answer, not hang up, or tests would blame the client
             return error_response(500, "internal_error", f"{type(error).__name__}: {error}"), None
+        self._page_answered(query)
         return _data_response(result), fault
 
     def _fault_response(self, fault: str) -> Response:
@@ -307,6 +361,8 @@ def _normalize(row: Row, fields: tuple[str, ...]) -> Row:
 
 
 def _as_text(value: object) -> str | None:
+    if isinstance(value, bytes):
+        return invalid_utf8(value)  # sent as these very bytes, valid UTF-8 or not
     return None if value is None else str(value)
 
 
