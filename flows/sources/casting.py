@@ -55,6 +55,39 @@ def _to_double(column: pa.Array) -> tuple[pa.Array, int]:
     return pc.cast(pc.utf8_trim_whitespace(kept), pa.float64()), failed
 
 
+def repair_text(raw: pa.Table, spec: DatasetSpec) -> tuple[pa.Table, dict[str, int]]:
+    """Bytes columns as read from a page to text; values that are not valid UTF-8 are counted.
+
+    The source sends UTF-8, but one stray byte (a Latin-1 name, a value cut mid-character) must
+    not keep its month from ever loading: in a text column the bad bytes become U+FFFD and the
+    rest of the value is kept; in a typed column (a timestamp, a number) the value becomes null.
+    Either way it counts per column, under the lake's column name, with the values nulled for
+    failing their type, so the run summary and the data-quality artifact show it.
+    """
+    types = {field.name: field.type for field in spec.fields}
+    arrays: list[pa.Array] = []
+    counts: dict[str, int] = {}
+    for name in raw.column_names:
+        column = raw.column(name)
+        try:
+            arrays.append(pc.cast(column, pa.string()))
+            continue
+        except pa.ArrowInvalid:
+            pass
+        text = types.get(name) == "string"
+        mended: list[str | None] = []
+        bad = 0
+        for value in column.to_pylist():
+            try:
+                mended.append(None if value is None else value.decode("utf-8"))
+            except UnicodeDecodeError:
+                bad += 1
+                mended.append(value.decode("utf-8", "replace") if text else None)
+        arrays.append(pa.array(mended, pa.string()))
+        counts[spec.updated_at_column if name == ":updated_at" else name] = bad
+    return pa.Table.from_arrays(arrays, names=raw.column_names), counts
+
+
 def convert_table(raw: pa.Table, spec: DatasetSpec) -> tuple[pa.Table, dict[str, int]]:
     """Cast a text table (columns ':updated_at' + the spec's fields) to the lake schema."""
     schema = spec.arrow_schema()
