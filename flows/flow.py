@@ -204,12 +204,57 @@ def load_months(
 
 
 def lake_state(lake: Lake) -> dict[str, LakeMonth]:
-    """What the lake holds per month: the manifest's count, or the file's own when it has none."""
-    manifests = parse_entries(lake.manifest_texts())
+    """What the lake holds per month, each file's footer checked against its manifest entry.
+
+    The count is the manifest's, or the file's own when it has none (an unreadable entry is
+    none: its month is checked in full). A file that cannot be read, or whose footer's rows or
+    schema disagree with its entry, is damaged and fetched again. What is in the dataset folder
+    but is no month file is named in a warning and left alone: staging never reads it.
+    """
+    # imported here so that this check stays one self-contained change to the module
+    import logging
+
+    from prefect.exceptions import MissingContextError
+
+    from flows.lake.manifest import footer_disagreement, read_entries
+
+    try:
+        logger: logging.Logger | logging.LoggerAdapter[logging.Logger] = get_run_logger()
+    except MissingContextError:  # called outside a flow run (tests, scripts)
+        logger = logging.getLogger("flows.flow")
+    manifests, unreadable = read_entries(lake.manifest_texts())
+    for month, problem in sorted(unreadable.items()):
+        logger.warning(
+            "the manifest entry of %s is unreadable (%s): it is ignored and the month is "
+            "checked in full against the source",
+            month,
+            problem,
+        )
+    strays = lake.strays()
+    if strays:
+        logger.warning(
+            "%d path(s) in the lake are no month file; staging ignores them and nothing "
+            "deletes them: %s",
+            len(strays),
+            ", ".join(strays),
+        )
     state = {}
-    for month in lake.months():
+    for month, footer in lake.footers().items():
         entry = manifests.get(month)
-        state[month] = LakeMonth(entry.rows if entry else lake.row_count(month), entry)
+        damage = (
+            footer_disagreement(entry, footer)
+            if entry
+            else ("unreadable" if footer.problem else None)
+        )
+        if damage:
+            logger.warning(
+                "%s in the lake is damaged (%s%s): it will be fetched again",
+                month,
+                damage,
+                f": {footer.problem}" if footer.problem else "",
+            )
+        rows = entry.rows if entry else (footer.rows or 0)
+        state[month] = LakeMonth(rows, entry, damage)
     return state
 
 

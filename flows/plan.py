@@ -44,6 +44,9 @@ def validate_params(
 class LakeMonth:
     rows: int
     manifest: ManifestEntry | None
+    # why the month's file cannot be trusted (unreadable, or its footer disagrees with the
+    # manifest); such a month is fetched again whatever else is true of it
+    damage: str | None = None
 
 
 def plan_months(
@@ -95,6 +98,8 @@ def _reason(
     if held is None:
         # a month the source has no rows for is exact when absent
         return "missing" if wanted and source_rows else None
+    if held.damage:
+        return f"damaged file ({held.damage})"
     if params.full_refresh and wanted:
         return "full refresh"
     if held.rows != source_rows:

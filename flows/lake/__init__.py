@@ -9,7 +9,7 @@ from typing import Protocol
 
 import pyarrow as pa
 
-from flows.lake.layout import lake_kind
+from flows.lake.layout import MonthFooter, lake_kind
 from flows.lake.local import LocalLake
 from flows.settings import Settings
 from flows.sources.specs import DatasetSpec
@@ -19,6 +19,19 @@ class Lake(Protocol):
     root: str
 
     def months(self) -> set[str]: ...
+
+    def month_files(self) -> dict[str, str]:
+        """Month -> the exact path or URL of its one data file; staging reads these only."""
+        ...
+
+    def footers(self) -> dict[str, MonthFooter]:
+        """Month -> its file's footer (rows, schema) or why it is unreadable; never raises for
+        a damaged file, and reads no column data."""
+        ...
+
+    def strays(self) -> list[str]:
+        """Paths or URLs under the dataset folder that are no month file (left in place)."""
+        ...
 
     def write_month(self, month: str, table: pa.Table) -> str: ...
 

@@ -18,6 +18,7 @@ import logging
 import re
 import tempfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,14 @@ from google.api_core import exceptions as api_errors
 
 from flows.errors import ConfigError, PipelineError
 from flows.gcp import lake_storage_client
-from flows.lake.layout import DATA_FILE, GCS_SCHEME, parquet_bytes_writer
+from flows.lake.layout import (
+    DATA_FILE,
+    GCS_SCHEME,
+    MonthFooter,
+    footer_of,
+    parquet_bytes_writer,
+    unreadable_reason,
+)
 from flows.lake.locking import file_lock
 from flows.lake.manifest import MANIFEST_DIR
 from flows.settings import Settings
@@ -47,6 +55,8 @@ _MONTH_VALUE_RE = re.compile(rf"^(?:{_MONTH_VALUE})$")
 # gcs naming rules: lowercase letters, digits, '-', '_' and '.', starting and ending alphanumeric
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
 _RELOAD = "load the month again with --force to replace it"
+# footers are read this many at a time: each is one small ranged GET, so latency dominates
+FOOTER_READERS = 8
 _EXAMPLE = "use gs://BUCKET/PREFIX, for example gs://my-crime-lake/lake"
 
 
@@ -130,6 +140,62 @@ class GcsLake:
             names = [blob.name for blob in blobs]
         return {match.group(1) for name in names if (match := self._object_re.match(name))}
 
+    def month_files(self) -> dict[str, str]:
+        """The exact gs:// URL of every month's object, by month: what staging reads."""
+        return {month: self.url_of(month) for month in self.months()}
+
+    def footers(self) -> dict[str, MonthFooter]:
+        """Every month's footer from ranged reads of its object's tail (read_footer): one
+        listing for names, sizes and generations, then one small GET per month, a few at once.
+        Each read is pinned to the listed generation, so it sees the object that was listed."""
+        blobs = self._month_blobs()
+        if not blobs:
+            return {}
+        with ThreadPoolExecutor(max_workers=min(FOOTER_READERS, len(blobs))) as pool:
+            found = dict(zip(blobs, pool.map(self._footer, blobs.values()), strict=True))
+        return dict(sorted(found.items()))
+
+    def strays(self) -> list[str]:
+        """Every object under the dataset's folder that is no month object, by URL: never
+        deleted, only named (a copy, a backup, a download left behind)."""
+        with self._gcs_errors():
+            blobs = self.client.list_blobs(
+                self._bucket, prefix=f"{self.base}/", fields="items(name),nextPageToken"
+            )
+            names = [blob.name for blob in blobs]
+        return sorted(
+            f"{SCHEME}{self.bucket_name}/{name}"
+            for name in names
+            if not self._object_re.match(name)
+        )
+
+    def _month_blobs(self) -> dict[str, storage.Blob]:
+        with self._gcs_errors():
+            blobs = self.client.list_blobs(
+                self._bucket,
+                prefix=self._partition_prefix(),
+                fields="items(name,size,generation),nextPageToken",
+            )
+            listed = list(blobs)
+        return {
+            match.group(1): blob for blob in listed if (match := self._object_re.match(blob.name))
+        }
+
+    def _footer(self, blob: storage.Blob) -> MonthFooter:
+        try:
+            with self._gcs_errors():
+                return footer_of(read_footer(blob))
+        except PipelineError as exc:
+            # the object's own problem (too small, no magic); not the bucket's or credentials'
+            if not isinstance(exc, NotParquetError):
+                raise
+            return MonthFooter.unreadable(exc.reason)
+        except (pa.ArrowException, ValueError) as exc:
+            return MonthFooter.unreadable(unreadable_reason(exc))
+        except api_errors.NotFound:
+            # replaced or removed since the listing: it is not a month file any more
+            return MonthFooter.unreadable("the object changed while it was being checked")
+
     def write_month(self, month: str, table: pa.Table) -> str:
         name = self.object_name(month)
         with self._gcs_errors():
@@ -181,8 +247,12 @@ class GcsLake:
         prefix = self._manifest_prefix()
         with self._gcs_errors():
             blobs = list(self.client.list_blobs(self._bucket, prefix=prefix))
+            # a lenient decode: a text that is not UTF-8 reaches parse_entries, which refuses it
+            # (and says so) instead of this listing failing the run
             return {
-                blob.name[len(prefix) : -len(".json")]: blob.download_as_text()
+                blob.name[len(prefix) : -len(".json")]: blob.download_as_bytes().decode(
+                    "utf-8", errors="replace"
+                )
                 for blob in blobs
                 if blob.name.endswith(".json")
             }
@@ -260,16 +330,29 @@ def md5_base64(payload: bytes) -> str:
     return base64.b64encode(hashlib.md5(payload, usedforsecurity=False).digest()).decode()
 
 
+class NotParquetError(PipelineError):
+    """A month object whose tail is no Parquet footer; reason says how, in a few words."""
+
+    def __init__(self, where: str, reason: str) -> None:
+        super().__init__(f"{where} {reason}: {_RELOAD}.")
+        self.reason = reason
+
+
 def read_footer(blob: storage.Blob) -> pq.FileMetaData:
-    """The Parquet footer from ranged reads of the object's tail, never the whole object."""
+    """The Parquet footer from ranged reads of the object's tail, never the whole object.
+
+    An object that cannot hold a footer raises NotParquetError; a footer arrow cannot parse
+    raises arrow's own error."""
     size = blob.size or 0
     where = f"gs://{blob.bucket.name}/{blob.name}"
     if size < 2 * len(_PARQUET_MAGIC) + 4:
-        raise PipelineError(f"{where} is too small to be Parquet: {_RELOAD}.")
+        raise NotParquetError(where, "is too small to be Parquet")
     tail = blob.download_as_bytes(start=max(0, size - FOOTER_READ_BYTES))
     if tail[-4:] != _PARQUET_MAGIC:
-        raise PipelineError(f"{where} is not a Parquet file: {_RELOAD}.")
+        raise NotParquetError(where, "is not a Parquet file")
     needed = int.from_bytes(tail[-8:-4], "little") + 8
+    if needed > size:
+        raise NotParquetError(where, "has a footer longer than the file")
     if needed > len(tail):
         # a footer larger than the first read: fetch exactly the footer
         tail = blob.download_as_bytes(start=max(0, size - needed))

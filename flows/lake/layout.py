@@ -9,6 +9,7 @@ The lake is the pipeline's only state: a month is loaded when its file exists.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Literal
 
 import pyarrow as pa
@@ -20,6 +21,49 @@ LakeKind = Literal["local", "gcs"]
 GCS_SCHEME = "gs://"
 DATA_FILE = "data.parquet"
 PARTITION_RE = re.compile(r"^report_month=([0-9]{4}-[0-9]{2}|unknown)$")
+# what a month's own writer leaves beside data.parquet for an instant (LocalLake.write_month)
+TEMP_FILE_RE = re.compile(rf"^\.{re.escape(DATA_FILE)}\.[0-9a-f]+\.tmp$")
+
+
+@dataclass(frozen=True)
+class MonthFooter:
+    """What a month file's Parquet footer says, or why it could not be read.
+
+    Read from the footer alone (a few kilobytes at the end of the file), never the column data:
+    rows and schema are None exactly when problem says why the file is unreadable.
+    """
+
+    rows: int | None
+    schema: tuple[str, ...] | None
+    problem: str | None = None
+
+    @classmethod
+    def unreadable(cls, problem: str) -> MonthFooter:
+        return cls(None, None, problem)
+
+
+def schema_strings(schema: pa.Schema) -> tuple[str, ...]:
+    """A schema as the manifest records it: name:type per column, in file order."""
+    return tuple(f"{field.name}:{field.type}" for field in schema)
+
+
+def footer_of(metadata: pq.FileMetaData) -> MonthFooter:
+    """The footer's row count and arrow schema; a footer arrow cannot map is a problem too."""
+    try:
+        schema = metadata.schema.to_arrow_schema()
+    except (pa.ArrowException, ValueError) as exc:
+        return MonthFooter.unreadable(f"unreadable schema: {_first_line(exc)}")
+    return MonthFooter(int(metadata.num_rows), schema_strings(schema))
+
+
+def unreadable_reason(exc: BaseException) -> str:
+    """A short, single-line reason for a footer that could not be read."""
+    return f"not a readable Parquet file: {_first_line(exc)}"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__
 
 
 def parquet_bytes_writer(table: pa.Table, sink: object) -> None:

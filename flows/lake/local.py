@@ -10,7 +10,15 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from flows.lake.layout import DATA_FILE, PARTITION_RE, parquet_bytes_writer
+from flows.lake.layout import (
+    DATA_FILE,
+    PARTITION_RE,
+    TEMP_FILE_RE,
+    MonthFooter,
+    footer_of,
+    parquet_bytes_writer,
+    unreadable_reason,
+)
 from flows.lake.locking import file_lock
 from flows.lake.manifest import MANIFEST_DIR
 from flows.sources.specs import DatasetSpec
@@ -35,6 +43,37 @@ class LocalLake:
             match = PARTITION_RE.match(child.name)
             if match and (child / DATA_FILE).is_file():
                 found.add(match.group(1))
+        return found
+
+    def month_files(self) -> dict[str, str]:
+        """The exact path of every month's file, by month: what staging reads, nothing else."""
+        return {month: str(self.partition_dir(month) / DATA_FILE) for month in self.months()}
+
+    def footers(self) -> dict[str, MonthFooter]:
+        """Every month's footer as the file's own metadata says it (no column data is read)."""
+        found = {}
+        for month in sorted(self.months()):
+            try:
+                found[month] = footer_of(pq.read_metadata(self.partition_dir(month) / DATA_FILE))
+            except (pa.ArrowException, OSError) as exc:
+                found[month] = MonthFooter.unreadable(unreadable_reason(exc))
+        return found
+
+    def strays(self) -> list[str]:
+        """Everything in the dataset folder that is no month file, by path: never deleted, only
+        named, since someone may want it (a copy, a backup, a download left behind)."""
+        base = Path(self.root)
+        if not base.is_dir():
+            return []
+        found = []
+        for child in sorted(base.iterdir()):
+            if not (PARTITION_RE.match(child.name) and child.is_dir()):
+                found.append(str(child))
+                continue
+            for inner in sorted(child.iterdir()):
+                month_file = inner.name == DATA_FILE and inner.is_file()
+                if not month_file and not TEMP_FILE_RE.match(inner.name):
+                    found.append(str(inner))
         return found
 
     def write_month(self, month: str, table: pa.Table) -> str:
@@ -75,7 +114,13 @@ class LocalLake:
         folder = self.manifest_dir()
         if not folder.is_dir():
             return {}
-        return {path.stem: path.read_text() for path in folder.glob("*.json")}
+        # a lenient decode: a text that is not UTF-8 reaches parse_entries, which refuses it
+        # (and says so) instead of this listing failing the run
+        return {
+            path.stem: path.read_bytes().decode("utf-8", errors="replace")
+            for path in folder.glob("*.json")
+            if path.is_file()
+        }
 
     def lock(self, wait_s: float) -> AbstractContextManager[None]:
         # beside the dataset folder, so no reader's glob over the partitions ever sees it

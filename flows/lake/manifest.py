@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from flows.lake.layout import MonthFooter, schema_strings
+
 MANIFEST_DIR = "_manifest"
 
 
@@ -32,13 +34,40 @@ class ManifestEntry:
 
     @classmethod
     def from_json(cls, text: str) -> ManifestEntry:
-        data = json.loads(text)
+        """The entry an entry_for(...).to_json() text holds; ValueError for anything else.
+
+        Strict: rows must be a non-negative JSON integer (not 1e400, -3, 12.5, "12" or true),
+        the text must have decoded as UTF-8 (no U+FFFD from a lenient decode), and every field
+        must have the type the writer gives it.
+        """
+        if "\ufffd" in text:
+            raise ValueError("not valid UTF-8")
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"not JSON: {exc}") from None
+        except RecursionError:
+            raise ValueError("not JSON: nested too deeply") from None
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        month, rows, fetched_at = data.get("month"), data.get("rows"), data.get("fetched_at")
+        updated, schema = data.get("source_updated_at"), data.get("schema", [])
+        if not isinstance(month, str):
+            raise ValueError("month is missing or not text")
+        if isinstance(rows, bool) or not isinstance(rows, int) or rows < 0:
+            raise ValueError(f"rows is {rows!r}, not a whole number of 0 or more")
+        if not isinstance(fetched_at, str):
+            raise ValueError("fetched_at is missing or not text")
+        if updated is not None and not isinstance(updated, str):
+            raise ValueError("source_updated_at is not text")
+        if not isinstance(schema, list) or not all(isinstance(c, str) for c in schema):
+            raise ValueError("schema is not a list of column names and types")
         return cls(
-            month=data["month"],
-            rows=int(data["rows"]),
-            fetched_at=data["fetched_at"],
-            source_updated_at=data.get("source_updated_at"),
-            schema=tuple(data.get("schema", ())),
+            month=month,
+            rows=rows,
+            fetched_at=fetched_at,
+            source_updated_at=updated,
+            schema=tuple(schema),
         )
 
 
@@ -49,7 +78,7 @@ def entry_for(month: str, table: pa.Table, updated_at_column: str) -> ManifestEn
         rows=table.num_rows,
         fetched_at=datetime.now(tz=UTC).isoformat(timespec="seconds"),
         source_updated_at=format_socrata_utc(latest) if latest is not None else None,
-        schema=tuple(f"{field.name}:{field.type}" for field in table.schema),
+        schema=schema_strings(table.schema),
     )
 
 
@@ -70,15 +99,47 @@ def parse_socrata_utc(text: str | None) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def parse_entries(texts: dict[str, str]) -> dict[str, ManifestEntry]:
-    """Entries by month; an unreadable one is dropped, so its month is simply checked again."""
-    entries = {}
+def read_entries(texts: dict[str, str]) -> tuple[dict[str, ManifestEntry], dict[str, str]]:
+    """Entries by month, and for each unreadable one why: an unreadable entry is as good as
+    none, so its month is checked in full against the source. Never raises for a bad text."""
+    entries: dict[str, ManifestEntry] = {}
+    problems: dict[str, str] = {}
     for month, text in texts.items():
         try:
-            entries[month] = ManifestEntry.from_json(text)
-        except (ValueError, KeyError, TypeError):
+            entry = ManifestEntry.from_json(text)
+        except (ValueError, KeyError, TypeError, OverflowError) as exc:
+            problems[month] = _short(exc)
             continue
-    return entries
+        if entry.month != month:
+            problems[month] = f"it names month {entry.month!r}"
+            continue
+        entries[month] = entry
+    return entries, problems
+
+
+def parse_entries(texts: dict[str, str]) -> dict[str, ManifestEntry]:
+    """Entries by month; an unreadable one is dropped, so its month is simply checked again."""
+    return read_entries(texts)[0]
+
+
+def footer_disagreement(entry: ManifestEntry, footer: MonthFooter) -> str | None:
+    """In a few words, how a month file's footer disagrees with its manifest entry (or that it
+    could not be read at all), or None when it agrees.
+
+    The schema is compared only when the entry records one (entries always have since the
+    manifest was introduced; an empty one is read as "not recorded")."""
+    if footer.problem is not None:
+        return "unreadable"
+    if footer.rows != entry.rows:
+        return f"{footer.rows} rows, manifest says {entry.rows}"
+    if entry.schema and footer.schema != entry.schema:
+        return "schema differs from manifest"
+    return None
+
+
+def _short(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0][:200] if lines else type(exc).__name__
 
 
 def manifest_table(entries: Sequence[ManifestEntry]) -> pa.Table:

@@ -1,6 +1,6 @@
 """The BigQuery warehouse's staging relation over the lake on GCS, rebuilt before each dbt run.
 
-    <project>.<staging_dataset>.spd_crime           external table over gs://.../spd_crime/*
+    <project>.<staging_dataset>.spd_crime           external table over the lake's month objects
     <project>.<staging_dataset>.spd_crime_manifest  the lake's manifest, one row per month
 
 The external table reads the lake's Parquet where it lies, with the hive partition column
@@ -25,7 +25,7 @@ from google.cloud import bigquery
 
 from flows.errors import ConfigError, PipelineError
 from flows.gcp import bigquery_client, service_account_keyfile
-from flows.lake.layout import lake_kind
+from flows.lake.layout import DATA_FILE, lake_kind
 from flows.lake.manifest import ManifestEntry, manifest_table
 from flows.settings import Settings
 from flows.sources.specs import DatasetSpec
@@ -50,28 +50,72 @@ _DATASET_RE = re.compile(r"^[A-Za-z0-9_]{1,1024}$")
 # the lake root inside a quoted literal: no quote, backslash or wildcard of its own
 _UNSAFE_URL_CHARS = re.compile(r"['\"\\*?\[\]\s]")
 _TERRAFORM = "create it with `terraform apply` in terraform/"
+_MONTH_RE = re.compile(r"^(?:\d{4}-\d{2}|unknown)$")
+# BigQuery's limit on the source URIs one external table definition lists (its quotas page)
+MAX_SOURCE_URIS = 10_000
 
 
-def external_table_ddl(project: str, dataset: str, spec: DatasetSpec, lake_root_gs_url: str) -> str:
-    """`CREATE OR REPLACE EXTERNAL TABLE` over the lake's hive-partitioned Parquet.
+def external_table_ddl(
+    project: str,
+    dataset: str,
+    spec: DatasetSpec,
+    lake_root_gs_url: str,
+    uris: Sequence[str] | None = None,
+) -> str:
+    """`CREATE OR REPLACE EXTERNAL TABLE` over exactly the lake's month objects.
 
     lake_root_gs_url is the dataset's folder in the lake (GcsLake.root, such as
-    gs://bucket/lake/spd_crime): the uris take every object under it, which are only month files
-    (the manifest lives beside that folder, not in it), and the partition prefix ends right
-    before the first report_month=... key.
+    gs://bucket/lake/spd_crime); uris are its month objects (GcsLake.month_files()), each
+    <root>/report_month=<month>/data.parquet, listed one by one with no wildcard, so an object
+    that is no month file (a copy, a backup folder) is never read. The partition prefix ends
+    right before the report_month=... key. BigQuery takes at most MAX_SOURCE_URIS of them.
     """
     _check_identifiers(project, dataset)
     root = _check_lake_root(lake_root_gs_url)
+    if uris is None:
+        raise ValueError(f"the external table lists the lake's month objects: name those in {root}")
+    checked = [_check_month_uri(spec, root, uri) for uri in uris]
+    if not checked:
+        raise _nothing_to_stage(root)
+    if len(checked) > MAX_SOURCE_URIS:
+        raise PipelineError(
+            f"The lake at {root} holds {len(checked)} month files, more than the "
+            f"{MAX_SOURCE_URIS} source URIs a BigQuery external table may list: split the "
+            "dataset across lakes, or stage it with a wildcard over a folder that holds month "
+            "files only."
+        )
+    listed = ",\n".join(f"        '{uri}'" for uri in checked)
     return (
         f"CREATE OR REPLACE EXTERNAL TABLE `{project}.{dataset}.{spec.name}`\n"
         f"WITH PARTITION COLUMNS ({spec.partition_column} STRING)\n"
         "OPTIONS (\n"
         "    format = 'PARQUET',\n"
-        f"    uris = ['{root}/*'],\n"
+        f"    uris = [\n{listed}\n    ],\n"
         f"    hive_partition_uri_prefix = '{root}',\n"
         "    require_hive_partition_filter = false\n"
         ")"
     )
+
+
+def month_uris(spec: DatasetSpec, lake_root_gs_url: str, months: Sequence[str]) -> list[str]:
+    """The month objects' URLs under a lake root, as GcsLake.url_of names them."""
+    root = lake_root_gs_url.rstrip("/")
+    return [f"{root}/{spec.partition_column}={month}/{DATA_FILE}" for month in sorted(months)]
+
+
+def _nothing_to_stage(root: str) -> PipelineError:
+    return PipelineError(
+        f"The lake at {root} holds no month files yet, so there is nothing for "
+        "BigQuery to stage: load at least one month first."
+    )
+
+
+def _check_month_uri(spec: DatasetSpec, root: str, uri: str) -> str:
+    prefix = f"{root}/{spec.partition_column}="
+    month, _, name = uri[len(prefix) :].partition("/")
+    if not uri.startswith(prefix) or name != DATA_FILE or not _MONTH_RE.match(month):
+        raise ValueError(f"{uri!r} is not a month object of the lake at {root}")
+    return uri
 
 
 def rebuild_bigquery_staging(
@@ -81,25 +125,31 @@ def rebuild_bigquery_staging(
     lake_root: str,
     manifest_entries: Sequence[ManifestEntry],
     has_files: bool = True,
+    uris: Sequence[str] | None = None,
 ) -> int:
     """Replace the external staging table and the manifest table; return the rows staged.
 
+    uris are the month objects to stage (the warehouse passes the lake's own, from
+    GcsLake.month_files()); without them, the objects of the months the manifest records.
     Every job runs in settings.bq_location, the location of the staging dataset.
     """
     project = _project(client, settings)
     dataset = settings.staging_dataset
-    ddl = external_table_ddl(project, dataset, spec, lake_root)
+    _check_identifiers(project, dataset)
+    root = _check_lake_root(lake_root)
     if not has_files:
-        raise PipelineError(
-            f"The lake at {lake_root} holds no month files yet, so there is nothing for "
-            "BigQuery to stage: load at least one month first."
-        )
+        raise _nothing_to_stage(root)
+    if uris is None:
+        uris = month_uris(spec, root, [entry.month for entry in manifest_entries])
+    for uri in uris:
+        _check_month_uri(spec, root, uri)
     location = settings.bq_location
     staging = f"{project}.{dataset}.{spec.name}"
     with bigquery_errors(project, dataset):
         _check_dataset(client, project, dataset, location)
+        ddl = external_table_ddl(project, dataset, spec, root, uris)
         client.query(ddl, location=location, job_id_prefix=JOB_PREFIX).result()
-        log.info("BigQuery: %s now reads %s", staging, lake_root)
+        log.info("BigQuery: %s now reads %d month file(s) in %s", staging, len(uris), lake_root)
         manifest_rows = load_manifest(client, f"{staging}_manifest", manifest_entries, location)
         log.info("BigQuery: %s_manifest holds %d month(s)", staging, manifest_rows)
         result = client.query(
@@ -251,8 +301,15 @@ class BigQueryWarehouse:
     def stage(self, lake: Lake, spec: DatasetSpec, manifest: Sequence[ManifestEntry]) -> int:
         client = bigquery_client(self.settings)
         try:
+            files = lake.month_files()
             return rebuild_bigquery_staging(
-                client, self.settings, spec, lake.root, manifest, has_files=bool(lake.months())
+                client,
+                self.settings,
+                spec,
+                lake.root,
+                manifest,
+                has_files=bool(files),
+                uris=[files[month] for month in sorted(files)],
             )
         finally:
             client.close()  # type: ignore[no-untyped-call]  # unannotated in google-cloud-bigquery

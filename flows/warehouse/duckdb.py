@@ -1,4 +1,5 @@
-"""The DuckDB warehouse: a staging view over the local lake, rebuilt before each dbt run."""
+"""The DuckDB warehouse: a staging view over the local lake's month files, rebuilt before each
+dbt run."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from flows.errors import WarehouseBusyError
+from flows.errors import ConfigError, WarehouseBusyError
+from flows.lake.layout import DATA_FILE, PARTITION_RE
 from flows.lake.manifest import ManifestEntry, manifest_table
 from flows.sources.specs import DatasetSpec
 from flows.warehouse.dbt import Logger, run_dbt_build
@@ -32,19 +34,37 @@ def _quote_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def duckdb_staging_sql(
-    spec: DatasetSpec, lake_dataset_root: str, schema: str, has_files: bool
-) -> str:
-    """DDL for the staging view: the whole lake through read_parquet with hive partitioning.
+# characters duckdb expands as a glob even in one path of a list: a path holding one could
+# read files that are not the lake's (a[1] matches a1), so such a lake cannot be staged
+_GLOB_CHARS = re.compile(r"[*?\[\]{}]")
 
-    An empty lake gets a typed view with no rows, so dbt can still build (and find nothing).
+
+def duckdb_staging_sql(
+    spec: DatasetSpec,
+    lake_dataset_root: str,
+    schema: str,
+    has_files: bool,
+    files: Sequence[str] = (),
+) -> str:
+    """DDL for the staging view: exactly the lake's month files through read_parquet, with
+    hive partitioning taking report_month from each file's folder.
+
+    files are the month files the lake holds (Lake.month_files()), each
+    <lake_dataset_root>/report_month=<month>/data.parquet; nothing else in the folder is read,
+    so a stray copy or backup beside them never shows up in staging.
+    An empty lake (has_files false) gets a typed view with no rows, so dbt can still build
+    (and find nothing). A lake with files must name them: there is no wildcard to fall back on.
     """
     relation = f"{schema}.{spec.name}"
     partition = spec.partition_column
+    if has_files and not files:
+        raise ValueError(
+            f"staging reads exactly the lake's month files: name those under {lake_dataset_root}"
+        )
     if has_files:
-        pattern = _quote_literal(str(Path(lake_dataset_root, "*", "*.parquet")))
+        paths = ", ".join(_quote_literal(_month_path(spec, lake_dataset_root, f)) for f in files)
         body = (
-            f"select * from read_parquet({pattern}, hive_partitioning = true, "
+            f"select * from read_parquet([{paths}], hive_partitioning = true, "
             f"hive_types = {{'{partition}': varchar}}, union_by_name = true)"
         )
     else:
@@ -54,12 +74,32 @@ def duckdb_staging_sql(
     return f"create or replace view {relation} as {body}"
 
 
+def _month_path(spec: DatasetSpec, lake_dataset_root: str, file: str) -> str:
+    """A month file's path, checked to be one: under the root, a hive folder, data.parquet."""
+    path = Path(file)
+    month = PARTITION_RE.match(path.parent.name)
+    if (
+        path.name != DATA_FILE
+        or month is None
+        or not path.parent.name.startswith(f"{spec.partition_column}=")
+        or path.parent.parent != Path(lake_dataset_root)
+    ):
+        raise ValueError(f"{file!r} is not a month file of the lake at {lake_dataset_root}")
+    if _GLOB_CHARS.search(file):
+        raise ConfigError(
+            f"The lake path {lake_dataset_root!r} holds a character DuckDB reads as a wildcard "
+            "(* ? [ ] { }), so staging could read files that are not the lake's: set "
+            "CRIME_LAKE_URL to a folder without them."
+        )
+    return file
+
+
 def rebuild_duckdb_staging(
     duckdb_path: str,
     spec: DatasetSpec,
     lake_dataset_root: str,
     schema: str,
-    has_files: bool,
+    files: Sequence[str],
     manifest: Sequence[ManifestEntry],
 ) -> int:
     """Create or replace the staging view and the manifest table; return the rows staged."""
@@ -68,7 +108,7 @@ def rebuild_duckdb_staging(
     Path(duckdb_path).parent.mkdir(parents=True, exist_ok=True)
     with duckdb.connect(duckdb_path) as con:
         con.execute(f"create schema if not exists {schema}")
-        con.execute(duckdb_staging_sql(spec, lake_dataset_root, schema, has_files))
+        con.execute(duckdb_staging_sql(spec, lake_dataset_root, schema, bool(files), files))
         rows = manifest_table(manifest)
         con.register("manifest_rows", rows)
         con.execute(
@@ -123,12 +163,13 @@ class DuckDbWarehouse:
 
     def stage(self, lake: Lake, spec: DatasetSpec, manifest: Sequence[ManifestEntry]) -> int:
         self._begin()
+        files = lake.month_files()
         return rebuild_duckdb_staging(
             str(self.build_path),
             spec,
             lake.root,
             self.settings.staging_dataset,
-            bool(lake.months()),
+            [files[month] for month in sorted(files)],
             manifest,
         )
 
