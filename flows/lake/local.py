@@ -74,7 +74,7 @@ class LocalLake:
                 month_file = inner.name == DATA_FILE and inner.is_file()
                 if not month_file and not TEMP_FILE_RE.match(inner.name):
                     found.append(str(inner))
-        return found
+        return sorted(found)
 
     def write_month(self, month: str, table: pa.Table) -> str:
         folder = self.partition_dir(month)
