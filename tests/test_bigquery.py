@@ -75,14 +75,19 @@ def test_external_table_ddl_has_every_option_from_a_gcs_lake_root() -> None:
     lake = gcs_lake()
     assert lake.root == "gs://crime-lake-test/lake/spd_crime"
 
-    ddl = external_table_ddl("my-crime-project", "crime_staging", SPD_CRIME, lake.root)
+    uris = [lake.url_of("2024-05"), lake.url_of("unknown")]
+    ddl = external_table_ddl("my-crime-project", "crime_staging", SPD_CRIME, lake.root, uris)
 
+    # exactly the month objects, never a wildcard wider than them
     assert ddl == (
         "CREATE OR REPLACE EXTERNAL TABLE `my-crime-project.crime_staging.spd_crime`\n"
         "WITH PARTITION COLUMNS (report_month STRING)\n"
         "OPTIONS (\n"
         "    format = 'PARQUET',\n"
-        "    uris = ['gs://crime-lake-test/lake/spd_crime/*'],\n"
+        "    uris = [\n"
+        "        'gs://crime-lake-test/lake/spd_crime/report_month=2024-05/data.parquet',\n"
+        "        'gs://crime-lake-test/lake/spd_crime/report_month=unknown/data.parquet'\n"
+        "    ],\n"
         "    hive_partition_uri_prefix = 'gs://crime-lake-test/lake/spd_crime',\n"
         "    require_hive_partition_filter = false\n"
         ")"
@@ -91,24 +96,28 @@ def test_external_table_ddl_has_every_option_from_a_gcs_lake_root() -> None:
 
 def test_the_ddl_matches_the_lake_layout() -> None:
     lake = gcs_lake()
-    ddl = external_table_ddl("my-crime-project", "crime_staging", SPD_CRIME, lake.root)
+    uris = [lake.url_of("2024-05"), lake.url_of("unknown")]
+    ddl = external_table_ddl("my-crime-project", "crime_staging", SPD_CRIME, lake.root, uris)
     prefix = lake.root
-    # every month object is under the uris' wildcard, its first folder a hive key right after
-    # the partition prefix
+    # every month object is listed, its first folder a hive key right after the partition
+    # prefix
     for month in ("2024-05", "unknown"):
         url = lake.url_of(month)
         assert url.startswith(prefix + "/")
         assert url[len(prefix) + 1 :].startswith(f"report_month={month}/")
-    # the manifest is beside the dataset folder, so the wildcard never matches it
+    # the manifest is beside the dataset folder, and never listed
     manifest_url = f"gs://{lake.bucket_name}/{lake._manifest_prefix()}2024-05.json"
     assert not manifest_url.startswith(prefix + "/")
-    assert f"uris = ['{prefix}/*']" in ddl
+    assert manifest_url not in ddl
+    assert f"uris = [\n        '{uris[0]}',\n        '{uris[1]}'\n    ]" in ddl
 
 
 def test_a_lake_at_the_top_of_its_bucket() -> None:
     lake = gcs_lake("gs://crime-lake-test")
-    ddl = external_table_ddl("my-crime-project", "staging_eu", SPD_CRIME, lake.root)
-    assert "uris = ['gs://crime-lake-test/spd_crime/*']" in ddl
+    ddl = external_table_ddl(
+        "my-crime-project", "staging_eu", SPD_CRIME, lake.root, [lake.url_of("2024-05")]
+    )
+    assert "'gs://crime-lake-test/spd_crime/report_month=2024-05/data.parquet'\n    ]" in ddl
     assert "hive_partition_uri_prefix = 'gs://crime-lake-test/spd_crime'" in ddl
     assert "`my-crime-project.staging_eu.spd_crime`" in ddl
 
@@ -171,9 +180,11 @@ def test_staging_on_the_emulator(
 
     lake_rows = sum(pq.read_metadata(p).num_rows for p in lake_dir.glob("*/*.parquet"))
     assert rows == lake_rows == 3 * 40 + 3
-    # the statement sent for the staging table is exactly the external table's DDL
+    # the statement sent for the staging table is exactly the external table's DDL, listing
+    # the months the manifest records
+    uris = [gcs_lake().url_of(entry.month) for entry in entries]
     assert client.external_ddls == [
-        external_table_ddl(PROJECT, dataset, SPD_CRIME, gcs_lake().root)
+        external_table_ddl(PROJECT, dataset, SPD_CRIME, gcs_lake().root, uris)
     ]
     # every job ran in the configured location, none in a default one
     jobs = client.recorder.jobs
@@ -228,12 +239,14 @@ def test_a_second_run_replaces_the_manifest(
 def test_an_empty_manifest_still_has_its_columns(
     emulator: BqEmulator, lake_files: tuple[Path, list[ManifestEntry]], dataset: str
 ) -> None:
-    lake_dir, _ = lake_files
+    lake_dir, entries = lake_files
     client = stand_in(emulator, lake_dir)
     create_dataset(client, dataset, LOCATION)
 
+    # the lake's month files are staged, with a manifest that records none of them
+    uris = [gcs_lake().url_of(entry.month) for entry in entries]
     rebuild_bigquery_staging(
-        client, settings(staging_dataset=dataset), SPD_CRIME, gcs_lake().root, []
+        client, settings(staging_dataset=dataset), SPD_CRIME, gcs_lake().root, [], uris=uris
     )
 
     table = client.get_table(f"{PROJECT}.{dataset}.spd_crime_manifest")

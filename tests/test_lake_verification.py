@@ -186,7 +186,7 @@ def test_the_staging_view_reads_only_the_listed_files(
     (bak / "data.parquet").write_bytes((feb / "data.parquet").read_bytes())
     files = [lake.month_files()[m] for m in sorted(lake.month_files())]
 
-    sql = duckdb_staging_sql(SPD_CRIME, lake.root, "crime_staging", True, files)
+    sql = duckdb_staging_sql(SPD_CRIME, lake.root, "crime_staging", files)
     assert "*" not in sql.split(" from ", 1)[1]
     assert f"read_parquet(['{files[0]}', " in sql
     staged = rebuild_duckdb_staging(
@@ -203,7 +203,7 @@ def test_the_staging_view_reads_only_the_listed_files(
 
 
 def test_an_empty_lake_still_gets_the_typed_view(tmp_path: Path) -> None:
-    empty = duckdb_staging_sql(SPD_CRIME, str(tmp_path), "crime_staging", False)
+    empty = duckdb_staging_sql(SPD_CRIME, str(tmp_path), "crime_staging", [])
     assert "cast(null as timestamp) as report_date_time" in empty
     assert empty.endswith("where false")
     assert (
@@ -220,7 +220,6 @@ def test_the_duckdb_ddl_refuses_a_wildcard_in_a_path_and_a_file_that_is_no_month
             SPD_CRIME,
             "/lake[1]/spd_crime",
             "s",
-            True,
             ["/lake[1]/spd_crime/report_month=2024-01/data.parquet"],
         )
     for wrong in (
@@ -229,9 +228,7 @@ def test_the_duckdb_ddl_refuses_a_wildcard_in_a_path_and_a_file_that_is_no_month
         "/elsewhere/spd_crime/report_month=2024-01/data.parquet",
     ):
         with pytest.raises(ValueError, match="is not a month file"):
-            duckdb_staging_sql(SPD_CRIME, "/lake/spd_crime", "s", True, [wrong])
-    with pytest.raises(ValueError, match="exactly the lake's month files"):
-        duckdb_staging_sql(SPD_CRIME, "/lake/spd_crime", "s", True)
+            duckdb_staging_sql(SPD_CRIME, "/lake/spd_crime", "s", [wrong])
 
 
 # --- BigQuery external table DDL --------------------------------------------------------------

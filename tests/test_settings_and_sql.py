@@ -99,10 +99,15 @@ def test_values_failing_their_type_become_counted_nulls():
 
 
 def test_staging_view_reads_the_hive_lake_and_an_empty_lake_gets_a_typed_view():
-    sql = duckdb_staging_sql(SPD_CRIME, "/lake/spd_crime", "crime_staging", has_files=True)
-    assert sql.startswith("create or replace view crime_staging.spd_crime as select * from")
-    assert "read_parquet('/lake/spd_crime/*/*.parquet', hive_partitioning = true" in sql
-    empty = duckdb_staging_sql(SPD_CRIME, "/lake/spd_crime", "crime_staging", has_files=False)
+    files = [
+        "/lake/spd_crime/report_month=2024-05/data.parquet",
+        "/lake/spd_crime/report_month=unknown/data.parquet",
+    ]
+    sql = duckdb_staging_sql(SPD_CRIME, "/lake/spd_crime", "crime_staging", files)
+    assert sql.startswith('create or replace view "crime_staging"."spd_crime" as select * from')
+    # exactly the month files, never a glob wider than them
+    assert f"read_parquet(['{files[0]}', '{files[1]}'], hive_partitioning = true" in sql
+    empty = duckdb_staging_sql(SPD_CRIME, "/lake/spd_crime", "crime_staging", [])
     assert "cast(null as timestamp) as report_date_time" in empty
     assert "cast(null as varchar) as report_month" in empty
     assert empty.endswith("where false")

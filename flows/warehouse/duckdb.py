@@ -43,8 +43,7 @@ def duckdb_staging_sql(
     spec: DatasetSpec,
     lake_dataset_root: str,
     schema: str,
-    has_files: bool,
-    files: Sequence[str] = (),
+    files: Sequence[str],
 ) -> str:
     """DDL for the staging view: exactly the lake's month files through read_parquet, with
     hive partitioning taking report_month from each file's folder.
@@ -52,16 +51,12 @@ def duckdb_staging_sql(
     files are the month files the lake holds (Lake.month_files()), each
     <lake_dataset_root>/report_month=<month>/data.parquet; nothing else in the folder is read,
     so a stray copy or backup beside them never shows up in staging.
-    An empty lake (has_files false) gets a typed view with no rows, so dbt can still build
-    (and find nothing). A lake with files must name them: there is no wildcard to fall back on.
+    An empty lake (no files) gets a typed view with no rows, so dbt can still build (and find
+    nothing).
     """
-    relation = f"{schema}.{spec.name}"
+    relation = f"{quote_identifier(schema)}.{quote_identifier(spec.name)}"
     partition = spec.partition_column
-    if has_files and not files:
-        raise ValueError(
-            f"staging reads exactly the lake's month files: name those under {lake_dataset_root}"
-        )
-    if has_files:
+    if files:
         paths = ", ".join(_quote_literal(_month_path(spec, lake_dataset_root, f)) for f in files)
         body = (
             f"select * from read_parquet([{paths}], hive_partitioning = true, "
@@ -72,6 +67,12 @@ def duckdb_staging_sql(
         columns.append(f"cast(null as varchar) as {partition}")
         body = "select " + ", ".join(columns) + " where false"
     return f"create or replace view {relation} as {body}"
+
+
+def quote_identifier(name: str) -> str:
+    """A schema or table name as a DuckDB quoted identifier (settings already allow only
+    letters, digits and underscores; quoting is the second guard)."""
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _month_path(spec: DatasetSpec, lake_dataset_root: str, file: str) -> str:
@@ -107,15 +108,17 @@ def rebuild_duckdb_staging(
 
     Path(duckdb_path).parent.mkdir(parents=True, exist_ok=True)
     with duckdb.connect(duckdb_path) as con:
-        con.execute(f"create schema if not exists {schema}")
-        con.execute(duckdb_staging_sql(spec, lake_dataset_root, schema, bool(files), files))
+        con.execute(f"create schema if not exists {quote_identifier(schema)}")
+        con.execute(duckdb_staging_sql(spec, lake_dataset_root, schema, files))
         rows = manifest_table(manifest)
         con.register("manifest_rows", rows)
-        con.execute(
-            f"create or replace table {schema}.{spec.name}_manifest as select * from manifest_rows"
+        manifest_relation = (
+            f"{quote_identifier(schema)}.{quote_identifier(spec.name + '_manifest')}"
         )
+        con.execute(f"create or replace table {manifest_relation} as select * from manifest_rows")
         con.unregister("manifest_rows")
-        row = con.execute(f"select count(*) from {schema}.{spec.name}").fetchone()
+        staged = f"{quote_identifier(schema)}.{quote_identifier(spec.name)}"
+        row = con.execute(f"select count(*) from {staged}").fetchone()
     return int(row[0]) if row else 0
 
 
