@@ -77,6 +77,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from prefect.exceptions import ParameterTypeError
 
     from flows.flow import parent_process_data
+    from flows.interrupt import start_shielded_temporary_server
+
+    start_shielded_temporary_server()
 
     try:
         result = parent_process_data(

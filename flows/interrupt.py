@@ -54,3 +54,33 @@ class WriteGate:
         with self._condition:
             self.stopped.set()
             return self._condition.wait_for(lambda: self._writers == 0, timeout_s)
+
+
+def start_shielded_temporary_server() -> None:
+    """Start Prefect's temporary API server (used when PREFECT_API_URL is unset) in a session
+    of its own, before the run needs it.
+
+    Ctrl-C in a terminal signals the whole foreground process group. Started the usual way,
+    the temporary server is in that group and dies first, and the interrupted run then spends
+    minutes retrying a dead API before it can exit. In its own session it outlives the run's
+    cleanup, and is stopped at exit as usual (Prefect registers that with atexit). Prefect
+    offers no option for this, so the one Popen call it makes while starting is given
+    start_new_session=True.
+    """
+    import subprocess
+    from unittest import mock
+
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
+
+    if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
+        return
+    popen = subprocess.Popen
+
+    def popen_in_own_session(*args: object, **kwargs: object) -> object:
+        kwargs.setdefault("start_new_session", True)
+        return popen(*args, **kwargs)  # type: ignore[call-overload]  # Popen's own arguments
+
+    server = SubprocessASGIServer()
+    with mock.patch.object(subprocess, "Popen", popen_in_own_session):
+        server.start()
