@@ -172,23 +172,24 @@ def _ranges(months: list[str]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     _prepare_environment()
     args = build_parser().parse_args(argv)
-    from flows.interrupt import Terminated, install_sigterm_handler
+    from flows.interrupt import Terminated, install_sigterm_handler, stop_temporary_server
 
     install_sigterm_handler()
     handlers = {"run": cmd_run, "serve": cmd_serve, "status": cmd_status}
     try:
         return handlers[args.command](args)
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        code, message = 2, f"error: {exc}"
     except PipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        code, message = 1, f"error: {exc}"
     except KeyboardInterrupt as exc:
         terminated = isinstance(exc, Terminated)
-        print(
+        code = 143 if terminated else 130
+        message = (
             f"{'terminated' if terminated else 'interrupted'}: the months already written are "
-            "whole and the warehouse keeps its last good build; run again to finish.",
-            file=sys.stderr,
+            "whole and the warehouse keeps its last good build; run again to finish."
         )
-        return 143 if terminated else 130
+    # the temporary server's own goodbye line comes before ours, so ours is the last line
+    stop_temporary_server()
+    print(message, file=sys.stderr)
+    return code

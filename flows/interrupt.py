@@ -9,8 +9,12 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from flows.errors import RunStopped
+
+if TYPE_CHECKING:
+    from prefect.server.api.server import SubprocessASGIServer
 
 
 class Terminated(KeyboardInterrupt):
@@ -84,3 +88,22 @@ def start_shielded_temporary_server() -> None:
     server = SubprocessASGIServer()
     with mock.patch.object(subprocess, "Popen", popen_in_own_session):
         server.start()
+    _started.append(server)
+
+
+_started: list[SubprocessASGIServer] = []
+
+
+def stop_temporary_server() -> None:
+    """Stop the temporary server started here, if any (atexit would, later and again: a no-op),
+    after Prefect's background workers have sent it the run's last logs and events."""
+    if not _started:
+        return
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=5)
+    EventsWorker.drain_all(timeout=5)
+    for server in _started:
+        server.stop()
+    _started.clear()

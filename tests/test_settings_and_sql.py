@@ -176,7 +176,7 @@ def test_one_factory_per_backend_picks_by_setting(tmp_path: Path) -> None:
     assert isinstance(open_lake(local, SPD_CRIME), LocalLake)
     assert open_lake(local, SPD_CRIME).root == str(tmp_path / "lake" / "spd_crime")
     assert isinstance(open_warehouse(local), DuckDbWarehouse)
-    lake_only = load_settings({"CRIME_WAREHOUSE": "none", "CRIME_LAKE_URL": "gs://b/lake"})
+    lake_only = load_settings({"CRIME_WAREHOUSE": "none", "CRIME_LAKE_URL": "gs://my-lake/lake"})
     assert isinstance(open_warehouse(lake_only), NoWarehouse)
     with pytest.raises(ConfigError, match="names no bucket"):
         open_lake(load_settings({"CRIME_WAREHOUSE": "none", "CRIME_LAKE_URL": "gs://"}), SPD_CRIME)

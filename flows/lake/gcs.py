@@ -20,7 +20,6 @@ import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import google.cloud.storage as storage
@@ -28,7 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from google.api_core import exceptions as api_errors
 
-from flows.errors import ConfigError, PipelineError
+from flows.errors import PipelineError
 from flows.gcp import lake_storage_client
 from flows.lake.layout import (
     DATA_FILE,
@@ -36,6 +35,7 @@ from flows.lake.layout import (
     MonthFooter,
     footer_of,
     parquet_bytes_writer,
+    parse_gcs_url,
     unreadable_reason,
 )
 from flows.lake.locking import file_lock
@@ -52,46 +52,9 @@ FOOTER_READ_BYTES = 64 * 1024
 _PARQUET_MAGIC = b"PAR1"
 _MONTH_VALUE = r"[0-9]{4}-[0-9]{2}|unknown"
 _MONTH_VALUE_RE = re.compile(rf"^(?:{_MONTH_VALUE})$")
-# gcs naming rules: lowercase letters, digits, '-', '_' and '.', starting and ending alphanumeric
-_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
 _RELOAD = "load the month again with --force to replace it"
 # footers are read this many at a time: each is one small ranged GET, so latency dominates
 FOOTER_READERS = 8
-_EXAMPLE = "use gs://BUCKET/PREFIX, for example gs://my-crime-lake/lake"
-
-
-@dataclass(frozen=True)
-class GcsLocation:
-    bucket: str
-    prefix: str  # no leading or trailing slash; empty for the bucket's top level
-
-
-def parse_gcs_url(url: str) -> GcsLocation:
-    """Split gs://bucket/prefix, or raise ConfigError with one sentence saying what is wrong."""
-    text = url.strip()
-    if not text.startswith(SCHEME):
-        raise ConfigError(f"CRIME_LAKE_URL={url!r} is not a gs:// URL: {_EXAMPLE}.")
-    rest = text[len(SCHEME) :]
-    bucket, _, prefix = rest.partition("/")
-    if not bucket:
-        raise ConfigError(f"CRIME_LAKE_URL={url!r} names no bucket: {_EXAMPLE}.")
-    if "://" in rest:
-        raise ConfigError(
-            f"CRIME_LAKE_URL={url!r} repeats a scheme inside the location: {_EXAMPLE}."
-        )
-    if not _BUCKET_RE.match(bucket):
-        raise ConfigError(
-            f"CRIME_LAKE_URL={url!r} has an invalid bucket name {bucket!r}: use the bucket's "
-            "name alone (3-222 lowercase letters, digits, '-', '_' or '.'), as in "
-            "gs://my-crime-lake/lake."
-        )
-    prefix = prefix.strip("/")
-    if "//" in prefix:
-        raise ConfigError(
-            f"CRIME_LAKE_URL={url!r} has an empty folder name (a doubled '/') in its prefix: "
-            f"{_EXAMPLE}."
-        )
-    return GcsLocation(bucket, prefix)
 
 
 class GcsLake:

@@ -82,3 +82,42 @@ def lake_kind(url: str) -> LakeKind:
             "or gs://BUCKET/PREFIX."
         )
     return "local"
+
+
+# gcs naming rules: lowercase letters, digits, '-', '_' and '.', starting and ending alphanumeric
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
+_EXAMPLE = "use gs://BUCKET/PREFIX, for example gs://my-crime-lake/lake"
+
+
+@dataclass(frozen=True)
+class GcsLocation:
+    bucket: str
+    prefix: str  # no leading or trailing slash; empty for the bucket's top level
+
+
+def parse_gcs_url(url: str) -> GcsLocation:
+    """Split gs://bucket/prefix, or raise ConfigError with one sentence saying what is wrong."""
+    text = url.strip()
+    if not text.startswith(GCS_SCHEME):
+        raise ConfigError(f"CRIME_LAKE_URL={url!r} is not a gs:// URL: {_EXAMPLE}.")
+    rest = text[len(GCS_SCHEME) :]
+    bucket, _, prefix = rest.partition("/")
+    if not bucket:
+        raise ConfigError(f"CRIME_LAKE_URL={url!r} names no bucket: {_EXAMPLE}.")
+    if "://" in rest:
+        raise ConfigError(
+            f"CRIME_LAKE_URL={url!r} repeats a scheme inside the location: {_EXAMPLE}."
+        )
+    if not _BUCKET_RE.match(bucket):
+        raise ConfigError(
+            f"CRIME_LAKE_URL={url!r} has an invalid bucket name {bucket!r}: use the bucket's "
+            "name alone (3-222 lowercase letters, digits, '-', '_' or '.'), as in "
+            "gs://my-crime-lake/lake."
+        )
+    prefix = prefix.strip("/")
+    if "//" in prefix:
+        raise ConfigError(
+            f"CRIME_LAKE_URL={url!r} has an empty folder name (a doubled '/') in its prefix: "
+            f"{_EXAMPLE}."
+        )
+    return GcsLocation(bucket, prefix)

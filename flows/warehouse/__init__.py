@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from flows.errors import ConfigError
-from flows.lake.layout import LakeKind, lake_kind
+from flows.lake.layout import LakeKind, lake_kind, parse_gcs_url
 
 if TYPE_CHECKING:
     from flows.lake import Lake
@@ -76,8 +76,11 @@ _WRONG_LAKE = {
 
 def check_backends(settings: Settings) -> None:
     """Refuse, in one sentence, a lake the configured warehouse cannot read."""
-    if lake_kind(settings.lake_url) not in _READS[settings.warehouse]:
+    kind = lake_kind(settings.lake_url)
+    if kind not in _READS[settings.warehouse]:
         raise ConfigError(_WRONG_LAKE[settings.warehouse].format(url=settings.lake_url))
+    if kind == "gcs":
+        parse_gcs_url(settings.lake_url)  # a malformed bucket fails here, before any run
 
 
 def open_warehouse(settings: Settings) -> Warehouse:
