@@ -127,7 +127,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     total = 0
     for month in sorted(present):
         entry = manifest.get(month)
-        rows = entry.rows if entry else lake.row_count(month)
+        if entry:
+            rows = entry.rows
+        else:
+            try:
+                rows = lake.row_count(month)
+            except (OSError, ValueError) as exc:  # arrow's errors for a damaged file
+                print(f"  {month}  unreadable ({exc}): the next run fetches it again")
+                continue
         total += rows
         detail = (
             f"fetched {entry.fetched_at}, source updated {entry.source_updated_at or '-'}"

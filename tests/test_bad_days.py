@@ -244,3 +244,16 @@ def test_status_prints_its_totals_once(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("1 partition(s), 1 rows") == 1
     assert os.path.exists(folder / "data.parquet")
+
+
+def test_status_names_an_unreadable_month_instead_of_failing(tmp_path):
+    folder = tmp_path / "lake" / "spd_crime" / "report_month=2024-01"
+    folder.mkdir(parents=True)
+    (folder / "data.parquet").write_bytes(b"PAR1 cut short")
+    result = run_cli(
+        ["status", "--start-month", "2024-01", "--end-month", "2024-01"],
+        {"CRIME_LAKE_URL": str(tmp_path / "lake")},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "2024-01  unreadable (" in result.stdout
+    assert "the next run fetches it again" in result.stdout

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from flows.errors import ConfigError, WarehouseBusyError
+from flows.errors import ConfigError, PipelineError, WarehouseBusyError
 from flows.lake.layout import DATA_FILE, PARTITION_RE
 from flows.lake.manifest import ManifestEntry, manifest_table
 from flows.sources.specs import DatasetSpec
@@ -107,6 +107,26 @@ def rebuild_duckdb_staging(
     import duckdb
 
     Path(duckdb_path).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return _rebuild_staging(duckdb_path, spec, lake_dataset_root, schema, files, manifest)
+    except duckdb.IOException as exc:
+        # a month file damaged after this run checked it, or one whose new fetch failed
+        raise PipelineError(
+            f"DuckDB could not read the lake's month files under {lake_dataset_root} "
+            f"({str(exc).splitlines()[0]}): run again, which fetches a damaged month anew."
+        ) from None
+
+
+def _rebuild_staging(
+    duckdb_path: str,
+    spec: DatasetSpec,
+    lake_dataset_root: str,
+    schema: str,
+    files: Sequence[str],
+    manifest: Sequence[ManifestEntry],
+) -> int:
+    import duckdb
+
     with duckdb.connect(duckdb_path) as con:
         con.execute(f"create schema if not exists {quote_identifier(schema)}")
         con.execute(duckdb_staging_sql(spec, lake_dataset_root, schema, files))
