@@ -257,3 +257,22 @@ def test_status_names_an_unreadable_month_instead_of_failing(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "2024-01  unreadable (" in result.stdout
     assert "the next run fetches it again" in result.stdout
+
+
+def test_staging_over_a_file_damaged_since_the_check_is_one_sentence(tmp_path):
+    from flows.errors import PipelineError
+    from flows.sources.specs import SPD_CRIME
+    from flows.warehouse.duckdb import rebuild_duckdb_staging
+
+    month = tmp_path / "spd_crime" / "report_month=2024-01"
+    month.mkdir(parents=True)
+    (month / "data.parquet").write_bytes(b"not parquet")
+    with pytest.raises(PipelineError, match=r"^DuckDB could not read the lake's month files"):
+        rebuild_duckdb_staging(
+            str(tmp_path / "w.duckdb"),
+            SPD_CRIME,
+            str(tmp_path / "spd_crime"),
+            "crime_staging",
+            [str(month / "data.parquet")],
+            [],
+        )

@@ -19,6 +19,7 @@ from flows.sources.specs import SPD_CRIME
 from tests.lakecheck import lake_keys, source_keys, warehouse_keys
 from tests.prefect_server import PrefectServer, prefect_env
 from tests.socrata import SocrataServer, generate_rows
+from tests.test_cli_errors import last_line
 
 ROOT = Path(__file__).resolve().parent.parent
 MONTHS = ["2024-01", "2024-02", "2024-03"]
@@ -84,10 +85,6 @@ def run_cli(
         timeout=300,
         check=False,
     )
-
-
-def last_line(text: str) -> str:
-    return text.strip().splitlines()[-1]
 
 
 def flow_run_ids(prefect_server: PrefectServer) -> set[str]:

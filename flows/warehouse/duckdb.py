@@ -107,38 +107,27 @@ def rebuild_duckdb_staging(
     import duckdb
 
     Path(duckdb_path).parent.mkdir(parents=True, exist_ok=True)
+    schema_sql = quote_identifier(schema)
+    staged = f"{schema_sql}.{quote_identifier(spec.name)}"
+    manifest_relation = f"{schema_sql}.{quote_identifier(spec.name + '_manifest')}"
     try:
-        return _rebuild_staging(duckdb_path, spec, lake_dataset_root, schema, files, manifest)
-    except duckdb.IOException as exc:
+        with duckdb.connect(duckdb_path) as con:
+            con.execute(f"create schema if not exists {schema_sql}")
+            con.execute(duckdb_staging_sql(spec, lake_dataset_root, schema, files))
+            con.register("manifest_rows", manifest_table(manifest))
+            con.execute(
+                f"create or replace table {manifest_relation} as select * from manifest_rows"
+            )
+            con.unregister("manifest_rows")
+            row = con.execute(f"select count(*) from {staged}").fetchone()
+    except (duckdb.IOException, duckdb.InvalidInputException) as exc:
+        if "Could not set lock" in str(exc):
+            raise
         # a month file damaged after this run checked it, or one whose new fetch failed
         raise PipelineError(
             f"DuckDB could not read the lake's month files under {lake_dataset_root} "
             f"({str(exc).splitlines()[0]}): run again, which fetches a damaged month anew."
         ) from None
-
-
-def _rebuild_staging(
-    duckdb_path: str,
-    spec: DatasetSpec,
-    lake_dataset_root: str,
-    schema: str,
-    files: Sequence[str],
-    manifest: Sequence[ManifestEntry],
-) -> int:
-    import duckdb
-
-    with duckdb.connect(duckdb_path) as con:
-        con.execute(f"create schema if not exists {quote_identifier(schema)}")
-        con.execute(duckdb_staging_sql(spec, lake_dataset_root, schema, files))
-        rows = manifest_table(manifest)
-        con.register("manifest_rows", rows)
-        manifest_relation = (
-            f"{quote_identifier(schema)}.{quote_identifier(spec.name + '_manifest')}"
-        )
-        con.execute(f"create or replace table {manifest_relation} as select * from manifest_rows")
-        con.unregister("manifest_rows")
-        staged = f"{quote_identifier(schema)}.{quote_identifier(spec.name)}"
-        row = con.execute(f"select count(*) from {staged}").fetchone()
     return int(row[0]) if row else 0
 
 
