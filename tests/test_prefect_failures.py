@@ -217,7 +217,8 @@ def test_a_month_that_cannot_be_fetched_fails_its_task_run_and_the_flow_run(
     assert second_run["state"]["type"] == "COMPLETED"
     pages = [r for r in source.requests_log if r.path.endswith(".csv")]
     assert pages
-    assert {r.query["$where"] for r in pages} == {month_where(SPD_CRIME, BROKEN)}
+    # every page of the month, the later ones paged by key after the month's window
+    assert all(r.query["$where"].startswith(month_where(SPD_CRIME, BROKEN)) for r in pages)
     assert {n for n in task_runs(prefect_server, second_run["id"]) if n.startswith("load-")} == {
         f"load-{BROKEN}"
     }
